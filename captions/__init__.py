@@ -1,0 +1,1 @@
+"""Anonymous captions, their revisions and review, and data set export/import."""

@@ -1,0 +1,43 @@
+"""manage.py import_captions FILE.jsonl --images DIR: released anonymous_captions_*.jsonl."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from captions.importers import ImportFileError, captions_import
+from curation.cli import acting_user, add_common_arguments, check_report_path, finish, progress_bar
+from curation.models import Split
+
+
+class Command(BaseCommand):
+    help = "Import single-image anonymous captions (JSONL) with their <image_hash>.png images."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", type=Path)
+        parser.add_argument(
+            "--images", type=Path, help="Folder of <image_hash>.png (default: beside the file)."
+        )
+        parser.add_argument("--split", choices=Split.values, help="Default: from the file name.")
+        add_common_arguments(parser)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        user = acting_user(options, "captions.add_caption")
+        check_report_path(options)
+        images = options["images"] or options["file"].parent
+        if not images.is_dir():
+            raise CommandError(f"The images folder {images} is not a folder.")
+        with progress_bar("captions") as progress:
+            try:
+                report = captions_import(
+                    file=options["file"],
+                    images_dir=images,
+                    split=options["split"],
+                    user=user,
+                    progress=progress,
+                )
+            except ImportFileError as exc:
+                raise CommandError(str(exc)) from None
+        finish(self, report, options)

@@ -1,0 +1,163 @@
+"""relsim studio settings: one file, every value read from the environment (see README)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import env_bool, env_int, env_list, env_path, env_str, env_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+APP_VERSION = "0.1.0"
+
+DEBUG = env_bool("DEBUG", True)
+DATA_DIR = env_path("RELSIM_DATA_DIR", BASE_DIR / "var")
+
+_DEV_SECRET_KEY = "dev-only-insecure-key-do-not-deploy"
+SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY if DEBUG else None)
+if not DEBUG and SECRET_KEY == _DEV_SECRET_KEY:
+    raise ImproperlyConfigured("SECRET_KEY must be set to a real secret when DEBUG is off")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "curation",
+    "captions",
+    "training",
+    "evaluation",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "config.context_processors.app",
+            ],
+        },
+    },
+]
+
+# --- Database: SQLite in the data directory unless DATABASE_URL says otherwise.
+_default_db = f"sqlite:///{DATA_DIR / 'db.sqlite3'}"
+_db_url = env_url("DATABASE_URL", _default_db, schemes=("sqlite", "postgres", "postgresql"))
+DATABASES = {"default": dj_database_url.parse(_db_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATA_DIR.mkdir(parents=True, exist_ok=True)  # SQLite cannot create its folder.
+    # A file (not memory) test database, so that Celery worker processes started by the
+    # integration tests see the rows the tests write.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Files: images and artefacts under the data directory, through the storage API.
+MEDIA_ROOT = DATA_DIR / "media"
+MEDIA_URL = "/media/"
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# --- Upload and import limits.
+RELSIM_MAX_UPLOAD_MB = env_int("RELSIM_MAX_UPLOAD_MB", 512, minimum=1)
+RELSIM_MAX_IMAGE_MB = env_int("RELSIM_MAX_IMAGE_MB", 50, minimum=1)
+RELSIM_MAX_IMAGE_PIXELS = env_int("RELSIM_MAX_IMAGE_PIXELS", 64_000_000, minimum=64)
+RELSIM_FETCH_TIMEOUT_S = env_int("RELSIM_FETCH_TIMEOUT_S", 15, minimum=1)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 2**20
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 2**20
+FILE_UPLOAD_TEMP_DIR = None
+# Server folders that jobs may read imports from (uploads land in the first).
+RELSIM_IMPORT_ROOTS = env_list(
+    "RELSIM_IMPORT_ROOTS", [str(DATA_DIR / "uploads"), str(DATA_DIR / "imports")]
+)
+RELSIM_GROUP_MAX_SIZE = env_int("RELSIM_GROUP_MAX_SIZE", 10, minimum=2)
+RELSIM_THUMBNAIL_PX = env_int("RELSIM_THUMBNAIL_PX", 256, minimum=32)
+
+# --- Models: local folders (or hub names on a machine with a model cache).
+# Empty means "build and use the tiny demo model in the data directory".
+RELSIM_VLM_PATH = env_str("RELSIM_VLM_PATH", "")
+RELSIM_TEXT_ENCODER_PATH = env_str("RELSIM_TEXT_ENCODER_PATH", "")
+
+# --- Celery: a broker that needs no server by default, Redis (or AMQP) when configured.
+CELERY_BROKER_URL = env_url(
+    "CELERY_BROKER_URL", "filesystem://", schemes=("filesystem", "redis", "rediss", "amqp")
+)
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's filesystem transport: a folder of message files, no server to run.
+    _broker_dir = env_path("RELSIM_BROKER_DIR", DATA_DIR / "broker")
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+else:
+    # Longer than the longest job, so a slow job is not redelivered while it still runs.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7 * 24 * 3600}
+RELSIM_JOB_STALE_SECONDS = env_int("RELSIM_JOB_STALE_SECONDS", 120, minimum=1)
+RELSIM_JOB_HEARTBEAT_SECONDS = env_int("RELSIM_JOB_HEARTBEAT_SECONDS", 10, minimum=1)
+RELSIM_JOB_PROGRESS_MS = env_int("RELSIM_JOB_PROGRESS_MS", 2000, minimum=0)
+
+# --- Auth.
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Security: strict by default once DEBUG is off (check --deploy reports nothing).
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+    if env_bool("SECURE_PROXY_SSL", False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,1 @@
+"""Images, imports, interest labels and groups."""

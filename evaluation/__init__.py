@@ -1,0 +1,1 @@
+"""Retrieval benchmark, automatic judge and A/B studies."""

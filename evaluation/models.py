@@ -1,0 +1,1 @@
+"""Evaluation models (retrieval benchmark, judge runs, A/B studies) live here."""

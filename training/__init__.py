@@ -1,0 +1,1 @@
+"""Background jobs (every one a Job row), checkpoints and embedding indexes."""

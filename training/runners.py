@@ -1,0 +1,140 @@
+"""What each job kind does: read its params, call a service, return its artifacts.
+
+A runner raises JobInputError for a user error (bad params, unreadable input): the job
+fails with that message and is not retried."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from training.models import Job
+from training.reporting import JobReporter
+
+
+class JobInputError(Exception):
+    """The job's own inputs are wrong; retrying will not help."""
+
+
+Runner = Callable[[Job, JobReporter], dict[str, Any]]
+RUNNERS: dict[str, Runner] = {}
+
+
+def runner(kind: str) -> Callable[[Runner], Runner]:
+    def register(func: Runner) -> Runner:
+        RUNNERS[kind] = func
+        return func
+
+    return register
+
+
+def import_roots() -> list[Path]:
+    return [Path(p).resolve() for p in settings.RELSIM_IMPORT_ROOTS]
+
+
+def checked_input_path(params: dict[str, Any], key: str) -> Path:
+    """A path param, which must lie under one of the configured import roots."""
+    value = params.get(key)
+    if not isinstance(value, str) or not value:
+        raise JobInputError(f"the job needs a '{key}' path")
+    path = Path(value).resolve()
+    if not any(path.is_relative_to(root) for root in import_roots()):
+        roots = ", ".join(str(r) for r in import_roots())
+        raise JobInputError(f"{path} is not under an import root ({roots})")
+    if not path.exists():
+        raise JobInputError(f"{path} does not exist")
+    return path
+
+
+def _user(job: Job) -> Any:
+    return job.created_by
+
+
+@runner(Job.Kind.IMPORT_IMAGES)
+def run_import_images(job: Job, reporter: JobReporter) -> dict[str, Any]:
+    from curation.intake import SourceError
+    from curation.services import images_import
+
+    source = checked_input_path(job.params, "path")
+    try:
+        report = images_import(
+            source=source,
+            user=_user(job),
+            progress=reporter.progress,
+            should_stop=reporter.should_stop,
+        )
+    except SourceError as exc:
+        raise JobInputError(str(exc)) from None
+    reporter.log(report.summary())
+    return {"report": report.as_dict()}
+
+
+@runner(Job.Kind.IMPORT_SEED_GROUPS)
+def run_import_seed_groups(job: Job, reporter: JobReporter) -> dict[str, Any]:
+    from captions.importers import ImportFileError, seed_groups_import
+
+    file = checked_input_path(job.params, "path")
+    root = job.params.get("images_root")
+    try:
+        result = seed_groups_import(
+            file=file,
+            images_root=checked_input_path(job.params, "images_root") if root else file.parent,
+            fetch=bool(job.params.get("fetch", False)),
+            split=job.params.get("split", "train"),
+            user=_user(job),
+            progress=reporter.progress,
+            should_stop=reporter.should_stop,
+        )
+    except ImportFileError as exc:
+        raise JobInputError(str(exc)) from None
+    reporter.log(result.report.summary())
+    return {"report": result.report.as_dict()}
+
+
+@runner(Job.Kind.IMPORT_CAPTIONS)
+def run_import_captions(job: Job, reporter: JobReporter) -> dict[str, Any]:
+    from captions.importers import ImportFileError, captions_import
+
+    file = checked_input_path(job.params, "path")
+    images = job.params.get("images")
+    try:
+        report = captions_import(
+            file=file,
+            images_dir=checked_input_path(job.params, "images") if images else file.parent,
+            split=job.params.get("split"),
+            user=_user(job),
+            progress=reporter.progress,
+            should_stop=reporter.should_stop,
+        )
+    except ImportFileError as exc:
+        raise JobInputError(str(exc)) from None
+    reporter.log(report.summary())
+    return {"report": report.as_dict()}
+
+
+@runner(Job.Kind.EXPORT_DATASET)
+def run_export_dataset(job: Job, reporter: JobReporter) -> dict[str, Any]:
+    from captions.export import ExportError, ExportOptions, dataset_export
+
+    exports = settings.DATA_DIR / "exports"
+    exports.mkdir(parents=True, exist_ok=True)
+    name = job.params.get("name") or f"relsim-export-{job.pk}.zip"
+    if not isinstance(name, str) or "/" in name or name.startswith("."):
+        raise JobInputError("the export name must be a plain file name")
+    splits = job.params.get("splits") or ["train", "test"]
+    try:
+        result = dataset_export(
+            out=exports / name,
+            options=ExportOptions(
+                include_drafts=bool(job.params.get("include_drafts", False)),
+                splits=tuple(splits),
+            ),
+            progress=reporter.progress,
+            should_stop=reporter.should_stop,
+        )
+    except ExportError as exc:
+        raise JobInputError(str(exc)) from None
+    return {"path": str(result.path), "manifest": result.manifest}

@@ -1,0 +1,136 @@
+"""Writes for jobs: create and enqueue, claim, report progress, finish, cancel, reap."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from training.models import Job
+
+LOG_TAIL_LINES = 200
+GPU_KINDS = {Job.Kind.FILTER, Job.Kind.CAPTION, Job.Kind.TRAIN_RELSIM, Job.Kind.EMBED}
+
+
+def job_create(*, kind: str, params: dict[str, Any], user: AbstractBaseUser | None = None) -> Job:
+    """Create a pending job and enqueue it once the transaction commits (ids only)."""
+    if kind not in Job.Kind.values:
+        raise ValueError(f"unknown job kind {kind!r}")
+    queue = Job.Queue.GPU if kind in GPU_KINDS else Job.Queue.CPU
+    job = Job.objects.create(kind=kind, params=params, queue=queue, created_by=user)
+    transaction.on_commit(lambda: job_enqueue(job_id=job.pk, queue=queue))
+    return job
+
+
+def job_enqueue(*, job_id: int, queue: str) -> None:
+    from config.celery import ensure_broker_folders
+    from training.tasks import run_job
+
+    ensure_broker_folders()
+    run_job.apply_async(args=[job_id], queue=queue)
+
+
+def job_claim(*, job_id: int, worker: str) -> Job | None:
+    """pending -> running, at most once: a redelivered message finds nothing to claim."""
+    now = timezone.now()
+    claimed = Job.objects.filter(pk=job_id, status=Job.Status.PENDING).update(
+        status=Job.Status.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        worker=worker[:200],
+        attempts=F("attempts") + 1,
+    )
+    return Job.objects.get(pk=job_id) if claimed == 1 else None
+
+
+def job_heartbeat(*, job_id: int) -> None:
+    Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(heartbeat_at=timezone.now())
+
+
+def job_progress(*, job_id: int, fraction: float, message: str) -> None:
+    Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
+        progress=min(max(fraction, 0.0), 1.0),
+        progress_message=message[:500],
+        heartbeat_at=timezone.now(),
+    )
+
+
+def job_log(*, job_id: int, lines: list[str]) -> None:
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        tail = (job.log_tail.splitlines() + lines)[-LOG_TAIL_LINES:]
+        job.log_tail = "\n".join(tail)
+        job.save(update_fields=["log_tail"])
+
+
+def job_cancel_requested(*, job_id: int) -> bool:
+    return bool(Job.objects.filter(pk=job_id).values_list("cancel_requested", flat=True).first())
+
+
+def _finish(job_id: int, status: str, **fields: Any) -> None:
+    Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
+        status=status, finished_at=timezone.now(), heartbeat_at=timezone.now(), **fields
+    )
+
+
+def job_succeed(*, job_id: int, artifacts: dict[str, Any]) -> None:
+    _finish(job_id, Job.Status.SUCCEEDED, progress=1.0, artifacts=artifacts)
+
+
+def job_fail(*, job_id: int, error: str) -> None:
+    _finish(job_id, Job.Status.FAILED, error=error[:10_000])
+
+
+def job_mark_cancelled(*, job_id: int, message: str) -> None:
+    _finish(job_id, Job.Status.CANCELLED, progress_message=message[:500])
+
+
+def job_cancel(*, job: Job) -> Job:
+    """Ask a job to stop. A pending job is cancelled at once; a running one stops at its
+    next check between steps (never a hard kill)."""
+    now = timezone.now()
+    Job.objects.filter(pk=job.pk, status=Job.Status.PENDING).update(
+        status=Job.Status.CANCELLED, cancel_requested=True, finished_at=now
+    )
+    Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(cancel_requested=True)
+    job.refresh_from_db()
+    return job
+
+
+def jobs_reap_stale(*, now: Any = None) -> int:
+    """Fail running jobs whose worker stopped sending heartbeats; they can be retried."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.RELSIM_JOB_STALE_SECONDS)
+    return Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=cutoff).update(
+        status=Job.Status.FAILED,
+        finished_at=now,
+        error=(
+            "The worker stopped responding (no heartbeat for "
+            f"{settings.RELSIM_JOB_STALE_SECONDS} s). Retry to run it again"
+            " from its last resume point."
+        ),
+    )
+
+
+def job_retry(*, job: Job) -> Job:
+    """Put a failed or cancelled job back in the queue; it resumes from its resume point."""
+    if job.status not in {Job.Status.FAILED, Job.Status.CANCELLED}:
+        raise ValueError("only failed or cancelled jobs can be retried")
+    with transaction.atomic():
+        Job.objects.filter(pk=job.pk).update(
+            status=Job.Status.PENDING,
+            cancel_requested=False,
+            error="",
+            progress=0.0,
+            progress_message="queued again",
+            started_at=None,
+            finished_at=None,
+        )
+        transaction.on_commit(lambda: job_enqueue(job_id=job.pk, queue=job.queue))
+    job.refresh_from_db()
+    return job
