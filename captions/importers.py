@@ -269,6 +269,12 @@ def _import_caption_row(
             Group.objects.filter(pk=group.pk).update(split=split)
             Image.objects.filter(md5=image_hash, source_url="").update(source_url=url)
             return False
+    if GroupMember.objects.filter(
+        image__md5=image_hash,
+        group__captions__status=Caption.Status.APPROVED,
+        group__captions__text=caption,
+    ).exists():
+        return False  # The line restates a group's caption for one of its members.
 
     data = _find_image(images_dir, image_hash)
     normalised = _normalise(data)
@@ -359,12 +365,3 @@ def _merge(total: ImportReport, part: ImportReport, label: str) -> None:
         {"name": f"{label}: {r['name']}", "reason": r["reason"]} for r in part.rejected
     )
     total.normalised.extend(part.normalised)
-
-
-__all__ = [
-    "GroupMember",
-    "ImportFileError",
-    "captions_import",
-    "dataset_import",
-    "seed_groups_import",
-]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.db import models
 
@@ -41,7 +43,7 @@ def image_upload_to(instance: Image, filename: str) -> str:
 
 
 def thumbnail_upload_to(instance: Image, filename: str) -> str:
-    return f"thumbs/{instance.sha256[:2]}/{instance.sha256}.webp"
+    return f"thumbs/{instance.sha256[:2]}/{instance.sha256}{Path(filename).suffix}"
 
 
 class Image(models.Model):

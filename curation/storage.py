@@ -5,13 +5,15 @@ from __future__ import annotations
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
+from curation.intake import THUMBNAIL_EXTENSION
+
 
 def image_name(sha256: str) -> str:
     return f"images/{sha256[:2]}/{sha256}.png"
 
 
 def thumbnail_name(sha256: str) -> str:
-    return f"thumbs/{sha256[:2]}/{sha256}.webp"
+    return f"thumbs/{sha256[:2]}/{sha256}{THUMBNAIL_EXTENSION}"
 
 
 def put_once(name: str, data: bytes) -> tuple[str, bool]:
