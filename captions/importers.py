@@ -25,6 +25,7 @@ from curation.reports import ImportReport
 from curation.services import ImportCancelled, group_create, image_store, intake_limits
 from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress
 
+_ACCEPTED, _DUPLICATE, _GROUP_LINE = "accepted", "duplicate", "group line"
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
 MAX_IMPORT_FILE_BYTES = 512 * 2**20
 
@@ -231,8 +232,10 @@ def captions_import(
         except _RowError as exc:
             report.reject(name, str(exc))
         else:
-            if outcome:
+            if outcome == _ACCEPTED:
                 report.accepted += 1
+            elif outcome == _GROUP_LINE:
+                report.group_lines += 1
             else:
                 report.duplicates += 1
         progress(done, len(rows), name)
@@ -248,7 +251,7 @@ def _import_caption_row(
     batch: ImportBatch,
     user: AbstractBaseUser | None,
     group_member_groups: dict[str, list[Group]],
-) -> bool:
+) -> str:
     if isinstance(row, _RowError):
         raise row
     if not isinstance(row, dict):
@@ -268,13 +271,13 @@ def _import_caption_row(
         if group.captions.filter(status=Caption.Status.APPROVED, text=caption).exists():
             Group.objects.filter(pk=group.pk).update(split=split)
             Image.objects.filter(md5=image_hash, source_url="").update(source_url=url)
-            return False
+            return _GROUP_LINE
     if GroupMember.objects.filter(
         image__md5=image_hash,
         group__captions__status=Caption.Status.APPROVED,
         group__captions__text=caption,
     ).exists():
-        return False  # The line restates a group's caption for one of its members.
+        return _GROUP_LINE  # The line restates a group's caption for one of its members.
 
     data = _find_image(images_dir, image_hash)
     normalised = _normalise(data)
@@ -289,7 +292,7 @@ def _import_caption_row(
         approved = Caption.objects.filter(image=image, status=Caption.Status.APPROVED).first()
         if approved is not None:
             if approved.text == caption:
-                return False
+                return _DUPLICATE
             raise _RowError("the image already has a different approved caption")
         caption_create(
             text=caption,
@@ -299,7 +302,7 @@ def _import_caption_row(
             source=Caption.Source.IMPORT,
             author=user,
         )
-    return True
+    return _ACCEPTED
 
 
 def _find_image(images_dir: Path, image_hash: str) -> bytes:
@@ -361,6 +364,7 @@ def dataset_import(
 def _merge(total: ImportReport, part: ImportReport, label: str) -> None:
     total.accepted += part.accepted
     total.duplicates += part.duplicates
+    total.group_lines += part.group_lines
     total.rejected.extend(
         {"name": f"{label}: {r['name']}", "reason": r["reason"]} for r in part.rejected
     )
