@@ -53,6 +53,36 @@ def _scatter(
     return centres
 
 
+def _fit_line(
+    rng: random.Random,
+    size: int,
+    along: list[float],
+    across: list[float],
+    radii: list[float],
+    max_radius: float,
+) -> list[tuple[float, float, float]]:
+    """Objects on a line tilted by up to 30 degrees, scaled and shifted to a random spot
+    inside the canvas. Positions are in free units: `along` the line, `across` it."""
+    angle = math.radians(rng.uniform(-30, 30))
+    dx, dy = math.cos(angle), math.sin(angle)
+    points = [(a * dx - c * dy, a * dy + c * dx) for a, c in zip(along, across, strict=True)]
+    low_x = min(x - r for (x, _), r in zip(points, radii, strict=True))
+    high_x = max(x + r for (x, _), r in zip(points, radii, strict=True))
+    low_y = min(y - r for (_, y), r in zip(points, radii, strict=True))
+    high_y = max(y + r for (_, y), r in zip(points, radii, strict=True))
+    usable = size * (1 - 2 * _MARGIN)
+    scale = min(
+        usable * rng.uniform(0.75, 1.0) / max(high_x - low_x, high_y - low_y),
+        max_radius / max(radii),
+    )
+    left = rng.uniform(size * _MARGIN, size * (1 - _MARGIN) - (high_x - low_x) * scale)
+    top = rng.uniform(size * _MARGIN, size * (1 - _MARGIN) - (high_y - low_y) * scale)
+    return [
+        (left + (x - low_x) * scale, top + (y - low_y) * scale, r * scale)
+        for (x, y), r in zip(points, radii, strict=True)
+    ]
+
+
 def paint_growing_row(canvas: Image.Image, rng: random.Random, style: Style) -> None:
     size = canvas.width
     draw = ImageDraw.Draw(canvas)
@@ -61,20 +91,15 @@ def paint_growing_row(canvas: Image.Image, rng: random.Random, style: Style) -> 
     growth = rng.uniform(2.2, 3.5)
     radii = [1 + (growth - 1) * k / (count - 1) for k in range(count)]
     spacing = rng.uniform(0.15, 0.5)
-    # Units: radii above are relative; scale so the row fills part of the usable width.
-    usable = size * (1 - 2 * _MARGIN)
-    units = sum(2 * r for r in radii) + spacing * (count - 1)
-    scale = min(usable * rng.uniform(0.75, 1.0) / units, size * 0.2 / radii[-1])
-    width = units * scale
-    x = rng.uniform(size * _MARGIN, size - size * _MARGIN - width)
-    biggest = radii[-1] * scale
-    base = rng.uniform(size * _MARGIN + 2 * biggest, size * (1 - _MARGIN))
-    align_bottom = rng.random() < 0.5
+    along, position = [], 0.0
     for r in radii:
-        radius = r * scale
-        cy = base - radius if align_bottom else base - biggest
-        _place(draw, look, x + radius, cy, radius)
-        x += 2 * radius + spacing * scale
+        along.append(position + r)
+        position += 2 * r + spacing
+    # Either the objects share a base line or their centres line up.
+    align_base = rng.random() < 0.5
+    across = [radii[-1] - r if align_base else 0.0 for r in radii]
+    for x, y, r in _fit_line(rng, size, along, across, radii, size * 0.2):
+        _place(draw, look, x, y, r)
 
 
 def paint_ring(canvas: Image.Image, rng: random.Random, style: Style) -> None:
@@ -237,13 +262,11 @@ def paint_alternating_row(canvas: Image.Image, rng: random.Random, style: Style)
     first = style.look(rng)
     second = style.look(rng, not_shapes=(first.shape,), not_colours=(first.colour,))
     count = rng.randint(5, 7)
-    usable = size * (1 - 2 * _MARGIN)
-    cell = usable / count * rng.uniform(0.8, 1.0)
-    radius = cell * rng.uniform(0.36, 0.46)
-    left = rng.uniform(size * _MARGIN, size * (1 - _MARGIN) - count * cell)
-    cy = rng.uniform(size * _MARGIN + radius, size * (1 - _MARGIN) - radius)
-    for k in range(count):
-        _place(draw, first if k % 2 == 0 else second, left + (k + 0.5) * cell, cy, radius)
+    radius = rng.uniform(0.36, 0.46)
+    along = [k + 0.5 for k in range(count)]
+    placed = _fit_line(rng, size, along, [0.0] * count, [radius] * count, size * 0.09)
+    for k, (x, y, r) in enumerate(placed):
+        _place(draw, first if k % 2 == 0 else second, x, y, r)
 
 
 RELATIONS: tuple[Relation, ...] = (
