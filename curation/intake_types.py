@@ -20,6 +20,17 @@ class IntakeLimits:
 DEFAULT_LIMITS = IntakeLimits()
 
 
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.1f}".removesuffix(".0") + " MB"
+
+
+def oversize_reason(what: str, n: int, cap: int) -> str:
+    """'file is 60 MB, over the 50 MB cap', in bytes where megabytes would read as equal."""
+    if _mb(n) == _mb(cap):
+        return f"{what} is {n} bytes, over the {cap} byte cap"
+    return f"{what} is {_mb(n)}, over the {_mb(cap)} cap"
+
+
 class ImageRejected(Exception):
     """The bytes are not an acceptable image; `reason` is short and meant for people."""
 
