@@ -88,6 +88,13 @@ def prompts(grid_thw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return input_ids, mask
 
 
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path) -> Path:
+    """Stands in for the suite-wide fixture of this name, which needs Django's settings: these
+    tests touch none, and must also run where Django is not installed (the GPU machine)."""
+    return tmp_path
+
+
 # Sizes whose windows are not all full: edge windows of 12, 16, 32 and 48 patches appear.
 MIXED_GRIDS = [[1, 16, 16], [1, 12, 20], [1, 6, 10], [1, 16, 16], [1, 2, 2]]
 
