@@ -3,7 +3,12 @@ out of autograd (with optional feature reuse) and a vectorised query-token gathe
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 from ml.vision_attention import (
     batched_segment_attention,
@@ -27,6 +32,7 @@ __all__ = [
     "check_vision_frozen",
     "compute_image_features",
     "find_vlm_core",
+    "frozen_vision_embeddings",
     "gather_token_states",
     "inject_image_features",
     "is_vision_attention_patched",
@@ -55,3 +61,35 @@ def gather_token_states(
     positions = is_token.int().argmax(dim=1)
     rows = torch.arange(hidden.shape[0], device=hidden.device)
     return hidden[rows, positions]
+
+
+class RelsimLike(Protocol):
+    """What frozen_vision_embeddings needs of a relsim model (ml.relsim_model.RelsimModel)."""
+
+    backbone: nn.Module
+    projection: nn.Linear
+    query_token_id: int
+
+
+def frozen_vision_embeddings(
+    model: RelsimLike,
+    batch: Mapping[str, torch.Tensor],
+    image_features: Sequence[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The relsim embeddings RelsimModel.forward gives for `batch`, with the vision tower run
+    under no_grad (or not at all when `image_features` come from a VisionFeatureCache)."""
+    if image_features is None:
+        image_features = compute_image_features(
+            model.backbone, batch["pixel_values"], batch["image_grid_thw"]
+        )
+    hidden = language_hidden_states(
+        model.backbone,
+        batch["input_ids"],
+        batch.get("attention_mask"),
+        batch["image_grid_thw"],
+        image_features,
+        mm_token_type_ids=batch.get("mm_token_type_ids"),
+    )
+    states = gather_token_states(hidden, batch["input_ids"], model.query_token_id)
+    # float32 head and normalisation, as the model's own forward does.
+    return F.normalize(model.projection(states.float()), dim=-1)

@@ -5,18 +5,21 @@ from pathlib import Path
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
+from PIL import Image
 from torch.nn import functional as F
 
+from ml.relsim_model import RelsimConfig, build_relsim_model
 from ml.vision_speedups import (
     VisionFeatureCache,
     compute_image_features,
+    frozen_vision_embeddings,
     gather_token_states,
     language_hidden_states,
     multimodal_token_types,
     patch_vision_attention,
     unpatch_vision_attention,
 )
-from tests.ml.test_vision_speedups import MIXED_GRIDS, QUERY, images, prompts, tiny_vlm
+from tests.ml.test_vision_speedups import MIXED_GRIDS, QUERY, prompts, random_patches, tiny_vlm
 
 pytestmark = [
     pytest.mark.gpu,
@@ -40,7 +43,7 @@ def bf16_vlm() -> torch.nn.Module:
 
 def test_patched_vision_attention_matches_the_window_loop_in_bf16_on_cuda() -> None:
     model = bf16_vlm()
-    pixels, grid_thw = images(MIXED_GRIDS)
+    pixels, grid_thw = random_patches(MIXED_GRIDS)
     pixels, grid_thw = pixels.to(CUDA, torch.bfloat16), grid_thw.to(CUDA)
     with torch.no_grad():
         looped = model.model.visual(pixels, grid_thw=grid_thw).pooler_output.float()
@@ -60,7 +63,7 @@ def test_tiny_relsim_step_trains_lora_and_head_in_bf16_on_cuda() -> None:
     head = torch.nn.Linear(48, 16, device=CUDA)
     lora = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([*lora, *head.parameters()], lr=1e-3)
-    pixels, grid_thw = images([[1, 8, 8], [1, 8, 8], [1, 4, 12], [1, 6, 10]])
+    pixels, grid_thw = random_patches([[1, 8, 8], [1, 8, 8], [1, 4, 12], [1, 6, 10]])
     input_ids, mask = prompts(grid_thw)
     pixels, grid_thw = pixels.to(CUDA, torch.bfloat16), grid_thw.to(CUDA)
     input_ids, mask = input_ids.to(CUDA), mask.to(CUDA)
@@ -87,7 +90,7 @@ def test_tiny_relsim_step_trains_lora_and_head_in_bf16_on_cuda() -> None:
 def test_embeddings_are_unit_norm_and_match_the_plain_path_on_cuda() -> None:
     model = bf16_vlm()
     head = torch.nn.Linear(48, 16, device=CUDA)
-    pixels, grid_thw = images([[1, 8, 8], [1, 4, 12], [1, 6, 10]])
+    pixels, grid_thw = random_patches([[1, 8, 8], [1, 4, 12], [1, 6, 10]])
     input_ids, mask = prompts(grid_thw)
     pixels, grid_thw = pixels.to(CUDA, torch.bfloat16), grid_thw.to(CUDA)
     input_ids, mask = input_ids.to(CUDA), mask.to(CUDA)
@@ -108,3 +111,32 @@ def test_embeddings_are_unit_norm_and_match_the_plain_path_on_cuda() -> None:
         fast = F.normalize(head(gather_token_states(hidden, input_ids, QUERY).float()), dim=-1)
     torch.testing.assert_close(fast.norm(dim=-1), torch.ones(3, device=CUDA))
     assert (fast * plain).sum(-1).min() > 0.99
+
+
+def test_project_relsim_model_trains_in_bf16_on_cuda_with_the_frozen_vision_path(
+    tiny_backbone: Path, images: list[Image.Image]
+) -> None:
+    model = build_relsim_model(
+        RelsimConfig(backbone=str(tiny_backbone), image_size=56),
+        dtype=torch.bfloat16,
+        device=CUDA,
+        seed=0,
+    )
+    patch_vision_attention(model)
+    batch = model.encode(images)
+    text = F.normalize(torch.randn(len(images), 384, device=CUDA), dim=-1)
+    params = [p for _, p in model.trainable_named_parameters()]
+    optimizer = torch.optim.AdamW(params, lr=1e-3)
+    with torch.no_grad():
+        plain = model(**batch)
+    fast = frozen_vision_embeddings(model, batch)
+    assert fast.dtype == torch.float32
+    torch.testing.assert_close(fast.norm(dim=-1), torch.ones(len(images), device=CUDA))
+    assert (fast * plain).sum(-1).min() > 0.99
+    loss = F.cross_entropy(fast @ text.T / 0.07, torch.arange(len(images), device=CUDA))
+    loss.backward()
+    trained = [p for p in params if p.grad is not None and p.grad.abs().sum() > 0]
+    assert len(trained) >= len(params) // 2
+    before = [p.detach().clone() for p in params]
+    optimizer.step()
+    assert any(not torch.equal(b, p) for b, p in zip(before, params, strict=True))

@@ -4,13 +4,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from torch.nn import functional as F
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
+from ml.relsim_model import RelsimConfig, RelsimModel, build_relsim_model
 from ml.vision_speedups import (
     VisionFeatureCache,
     batched_segment_attention,
     compute_image_features,
+    frozen_vision_embeddings,
     gather_token_states,
     is_vision_attention_patched,
     language_hidden_states,
@@ -68,7 +71,7 @@ def tiny_vlm(seed: int = 0) -> Qwen2_5_VLForConditionalGeneration:
     return model
 
 
-def images(grids: list[list[int]], seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def random_patches(grids: list[list[int]], seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     grid_thw = torch.tensor(grids)
     generator = torch.Generator().manual_seed(seed)
     pixels = torch.randn(int(grid_thw.prod(-1).sum()), PATCH_DIM, generator=generator)
@@ -118,7 +121,7 @@ def test_batched_segment_attention_matches_one_call_per_segment() -> None:
 
 def test_patched_vision_tower_gives_the_same_features_for_images_of_different_sizes() -> None:
     model = tiny_vlm()
-    pixels, grid_thw = images(MIXED_GRIDS)
+    pixels, grid_thw = random_patches(MIXED_GRIDS)
     with torch.no_grad():
         expected = model.model.visual(pixels, grid_thw=grid_thw).pooler_output
         assert patch_vision_attention(model) == 4
@@ -138,7 +141,7 @@ def test_patched_attention_actually_replaces_the_per_window_loop(
         return original(*args, **kwargs)  # type: ignore[arg-type]
 
     model = tiny_vlm()
-    pixels, grid_thw = images([[1, 16, 16]] * 3)
+    pixels, grid_thw = random_patches([[1, 16, 16]] * 3)
     monkeypatch.setattr(F, "scaled_dot_product_attention", counting_sdpa)
     with torch.no_grad():
         model.model.visual(pixels, grid_thw=grid_thw)
@@ -154,7 +157,7 @@ def test_patched_attention_actually_replaces_the_per_window_loop(
 
 def test_patched_attention_passes_the_same_gradients_back() -> None:
     model = tiny_vlm()
-    pixels, grid_thw = images([[1, 8, 12], [1, 6, 6]])
+    pixels, grid_thw = random_patches([[1, 8, 12], [1, 6, 6]])
     grads = []
     for patched in (False, True):
         if patched:
@@ -168,7 +171,7 @@ def test_patched_attention_passes_the_same_gradients_back() -> None:
 
 def test_patching_is_idempotent_and_reversible() -> None:
     model = tiny_vlm()
-    pixels, grid_thw = images([[1, 12, 20]])
+    pixels, grid_thw = random_patches([[1, 12, 20]])
     with torch.no_grad():
         before = model.model.visual(pixels, grid_thw=grid_thw).pooler_output
         assert patch_vision_attention(model) == 4
@@ -182,7 +185,7 @@ def test_patching_is_idempotent_and_reversible() -> None:
 
 def test_frozen_vision_path_gives_the_plain_forwards_hidden_states() -> None:
     model = tiny_vlm()
-    pixels, grid_thw = images([[1, 8, 8], [1, 4, 12], [1, 6, 10]])
+    pixels, grid_thw = random_patches([[1, 8, 8], [1, 4, 12], [1, 6, 10]])
     input_ids, mask = prompts(grid_thw)
     with torch.no_grad():
         expected = model.model(
@@ -206,7 +209,7 @@ def test_frozen_vision_path_runs_the_vision_tower_outside_autograd() -> None:
         lambda *_: grad_enabled_in_vision.append(torch.is_grad_enabled())
     )
     head = torch.nn.Linear(48, 8)
-    pixels, grid_thw = images([[1, 8, 8], [1, 8, 8]])
+    pixels, grid_thw = random_patches([[1, 8, 8], [1, 8, 8]])
     input_ids, mask = prompts(grid_thw)
     features = compute_image_features(model, pixels, grid_thw)
     hidden = language_hidden_states(model, input_ids, mask, grid_thw, features)
@@ -219,7 +222,7 @@ def test_frozen_vision_path_runs_the_vision_tower_outside_autograd() -> None:
 def test_it_refuses_no_grad_features_when_the_vision_tower_is_trainable() -> None:
     model = tiny_vlm()
     model.model.visual.merger.requires_grad_(True)
-    pixels, grid_thw = images([[1, 4, 4]])
+    pixels, grid_thw = random_patches([[1, 4, 4]])
     with pytest.raises(ValueError, match="trainable"):
         compute_image_features(model, pixels, grid_thw)
 
@@ -228,7 +231,7 @@ def test_feature_cache_runs_the_vision_tower_only_for_new_images(tmp_path: Path)
     model = tiny_vlm()
     runs: list[int] = []
     model.model.visual.register_forward_hook(lambda _m, args, _o: runs.append(len(args[0])))
-    pixels, grid_thw = images([[1, 8, 8], [1, 4, 12]])
+    pixels, grid_thw = random_patches([[1, 8, 8], [1, 4, 12]])
     cache = VisionFeatureCache(tmp_path)
     first = cache.get_or_compute(model, ["a", "b"], pixels, grid_thw)
     second = cache.get_or_compute(model, ["a", "b"], pixels, grid_thw)
@@ -241,7 +244,7 @@ def test_feature_cache_runs_the_vision_tower_only_for_new_images(tmp_path: Path)
     assert runs == [64 + 48]
     torch.testing.assert_close(reloaded, first)
     # Only the image that is new in this batch goes through the tower.
-    more_pixels, more_grid = images([[1, 4, 12], [1, 4, 4]], seed=5)
+    more_pixels, more_grid = random_patches([[1, 4, 12], [1, 4, 4]], seed=5)
     mixed = cache.get_or_compute(model, ["b", "c"], more_pixels, more_grid)
     assert runs == [64 + 48, 16]
     assert torch.equal(mixed[0], first[1])
@@ -253,8 +256,8 @@ def test_feature_cache_runs_the_vision_tower_only_for_new_images(tmp_path: Path)
 def test_feature_cache_keeps_one_image_at_two_resolutions_apart() -> None:
     model = tiny_vlm()
     cache = VisionFeatureCache()
-    small = cache.get_or_compute(model, ["a"], *images([[1, 4, 4]]))
-    large = cache.get_or_compute(model, ["a"], *images([[1, 8, 8]]))
+    small = cache.get_or_compute(model, ["a"], *random_patches([[1, 4, 4]]))
+    large = cache.get_or_compute(model, ["a"], *random_patches([[1, 8, 8]]))
     assert small[0].shape[0] == 4
     assert large[0].shape[0] == 16
     assert cache.misses == 2
@@ -263,7 +266,7 @@ def test_feature_cache_keeps_one_image_at_two_resolutions_apart() -> None:
 def test_feature_cache_forgets_the_oldest_images_beyond_its_memory_limit() -> None:
     model = tiny_vlm()
     cache = VisionFeatureCache(max_in_memory=2)
-    pixels, grid_thw = images([[1, 4, 4]] * 3)
+    pixels, grid_thw = random_patches([[1, 4, 4]] * 3)
     cache.get_or_compute(model, ["a", "b", "c"], pixels, grid_thw)
     assert len(cache) == 2
     cache.get_or_compute(model, ["a"], pixels[:16], grid_thw[:1])
@@ -273,7 +276,7 @@ def test_feature_cache_forgets_the_oldest_images_beyond_its_memory_limit() -> No
 def test_feature_cache_rejects_keys_that_would_escape_its_folder(tmp_path: Path) -> None:
     cache = VisionFeatureCache(tmp_path)
     with pytest.raises(ValueError, match="unusable"):
-        cache.get_or_compute(tiny_vlm(), ["../x"], *images([[1, 4, 4]]))
+        cache.get_or_compute(tiny_vlm(), ["../x"], *random_patches([[1, 4, 4]]))
 
 
 def test_gather_token_states_picks_each_rows_token_in_one_op() -> None:
@@ -289,3 +292,54 @@ def test_gather_token_states_rejects_rows_without_exactly_one_token() -> None:
         gather_token_states(hidden, torch.tensor([[QUERY, QUERY, 1], [1, QUERY, 2]]), QUERY)
     with pytest.raises(ValueError, match="exactly one"):
         gather_token_states(hidden, torch.tensor([[1, 1, 1], [1, QUERY, 2]]), QUERY)
+
+
+def trained_looking_relsim(backbone: Path) -> RelsimModel:
+    """A relsim model whose LoRA and query-token embedding are away from their initial values,
+    so that a path that skipped either would give different embeddings."""
+    model = build_relsim_model(RelsimConfig(backbone=str(backbone), image_size=56), seed=0)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, param in model.backbone.named_parameters():
+            if param.requires_grad:
+                param.add_(0.05 * torch.randn(param.shape, generator=generator))
+                assert "lora_" in name or "trainable_tokens" in name
+    return model.eval()
+
+
+def test_frozen_vision_embeddings_equal_the_relsim_models_forward(
+    tiny_backbone: Path, images: list[Image.Image]
+) -> None:
+    model = trained_looking_relsim(tiny_backbone)
+    # Different sizes in one batch: windows of several lengths, padded rows.
+    batch = model.encode([images[0], images[1].resize((112, 84)), images[2]])
+    with torch.no_grad():
+        expected = model(**batch)
+    patch_vision_attention(model)
+    got = frozen_vision_embeddings(model, batch)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got.norm(dim=-1), torch.ones(3))
+    cached = VisionFeatureCache().get_or_compute(
+        model.backbone, ["a", "b", "c"], batch["pixel_values"], batch["image_grid_thw"]
+    )
+    torch.testing.assert_close(frozen_vision_embeddings(model, batch, cached), expected)
+
+
+def test_frozen_vision_embeddings_train_the_same_parameters_as_the_forward(
+    tiny_backbone: Path, images: list[Image.Image]
+) -> None:
+    model = trained_looking_relsim(tiny_backbone).train()
+    # LoRA dropout would draw different masks in the two passes.
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    batch = model.encode(images[:2])
+    grads = []
+    for forward in (lambda: model(**batch), lambda: frozen_vision_embeddings(model, batch)):
+        model.zero_grad(set_to_none=True)
+        forward()[:, :4].sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    assert any("trainable_tokens" in n for n in grads[1])
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
