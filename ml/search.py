@@ -68,13 +68,17 @@ def _exclusions(exclude_rows: Sequence[int | None] | None, batch: int) -> Rows:
     return np.array([-1 if r is None else r for r in exclude_rows], dtype=np.int64)
 
 
-def _top_k(scores: Float32s, rows: Rows, k: int) -> tuple[Float32s, Rows]:
-    """The k best (score, row) pairs of each line, by score then lowest row.
+def _top_k(scores: Float32s, rows: Rows | int, k: int) -> tuple[Float32s, Rows]:
+    """The k best (score, row) pairs of each line, by score then lowest row. `rows` labels
+    the columns; an int means columns are consecutive rows from that one (no array needed).
 
     argpartition alone may drop a row tied with the k-th score in favour of a higher one, so
     lines whose k-th score is tied beyond the cut are redone with a full ordering.
     """
     width = scores.shape[1]
+    if isinstance(rows, int):
+        offset = rows
+        rows = np.broadcast_to(np.arange(offset, offset + width), scores.shape)
     if k >= width:
         order = np.lexsort((rows, -scores), axis=1)
         return np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
@@ -204,11 +208,12 @@ class ExactIndex:
         lines = np.arange(matrix.shape[0])
         for start in range(0, self.n, step):
             block = np.asarray(self.matrix[start : start + step], dtype=np.float32)
-            scores = matrix @ block.T
+            # One query: matrix-vector product, which BLAS runs faster than a 1-row gemm.
+            single = matrix.shape[0] == 1
+            scores = (block @ matrix[0])[None, :] if single else matrix @ block.T
             inside = (excluded >= start) & (excluded < start + block.shape[0])
             scores[lines[inside], excluded[inside] - start] = -np.inf
-            rows = np.broadcast_to(np.arange(start, start + block.shape[0]), scores.shape)
-            best = _merge(best, _top_k(scores, rows, min(k, block.shape[0])), k)
+            best = _merge(best, _top_k(scores, start, min(k, block.shape[0])), k)
         assert best is not None
         return _result(best[0], best[1], self.ids)
 
