@@ -82,11 +82,13 @@ class ContrastiveLoss(nn.Module):
         self, image_emb: torch.Tensor, text_emb: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
         """`image_emb` [B, D] and `text_emb` [U, D] unit vectors, `targets` [B] in [0, U)."""
-        scale = self.logit_scale().to(image_emb.device)
-        image_emb = image_emb.float()
-        text_emb = text_emb.float().to(image_emb.device)
-        targets = targets.to(image_emb.device)
-        loss = image_to_text_loss(image_emb, text_emb, targets, scale)
-        if self.symmetric:
-            loss = 0.5 * (loss + text_to_image_loss(image_emb, text_emb, targets, scale))
+        # Logits at 1 / 0.07 scale need float32 even when the model runs under bf16 autocast.
+        with torch.autocast(device_type=image_emb.device.type, enabled=False):
+            scale = self.logit_scale().to(image_emb.device)
+            image_emb = image_emb.float()
+            text_emb = text_emb.float().to(image_emb.device)
+            targets = targets.to(image_emb.device)
+            loss = image_to_text_loss(image_emb, text_emb, targets, scale)
+            if self.symmetric:
+                loss = 0.5 * (loss + text_to_image_loss(image_emb, text_emb, targets, scale))
         return loss

@@ -182,7 +182,8 @@ class RelsimModel(nn.Module):
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         # The head runs in float32 whatever the backbone's dtype, for a stable normalisation.
         features = hidden[rows, positions.to(hidden.device)].float()
-        return F.normalize(self.projection(features), dim=-1)
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            return F.normalize(self.projection(features), dim=-1)
 
     def encode(
         self, images: Sequence[Image.Image], *, preprocessed: bool = False
