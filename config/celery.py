@@ -7,7 +7,7 @@ from pathlib import Path
 
 from celery import Celery
 from celery.signals import celeryd_init
-from kombu import Queue
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -19,7 +19,10 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     task_ignore_result=True,
     task_default_queue="cpu",
-    task_queues=(Queue("cpu"), Queue("gpu")),
+    # Each queue its own exchange and key: a gpu job must never also land on cpu workers.
+    task_queues=tuple(Queue(name, Exchange(name), routing_key=name) for name in ("cpu", "gpu")),
+    task_default_exchange="cpu",
+    task_default_routing_key="cpu",
     task_time_limit=7 * 24 * 3600,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
