@@ -172,3 +172,11 @@ def test_annotators_cannot_start_jobs(annotator: Any) -> None:
     response = client.get("/admin/training/job/import/")
     assert response.status_code == 302
     assert Job.objects.count() == 0
+
+
+def test_gpu_and_cpu_queues_are_routed_apart() -> None:
+    from config.celery import app
+
+    queues = app.amqp.queues
+    assert queues["gpu"].exchange.name == "gpu" and queues["gpu"].routing_key == "gpu"
+    assert queues["cpu"].exchange.name == "cpu" and queues["cpu"].routing_key == "cpu"
