@@ -169,15 +169,36 @@ def tiny_config() -> tuple[Qwen2_5_VLConfig, str]:
 class Bench:
     model: nn.Module  # PEFT-wrapped Qwen2_5_VLForConditionalGeneration
     head: nn.Linear
-    query_embedding: nn.Parameter
+    # None when PEFT trains the <|query|> row itself (the project's LoRA config).
+    query_embedding: nn.Parameter | None
     query_token_id: int
     device: torch.device
     dtype: torch.dtype
     image_size: int
 
 
+def relsim_lora(query_token_id: int, own: bool) -> tuple[LoraConfig, bool]:
+    """The project's LoRA config when ml.relsim_model is there (True), else an equivalent one."""
+    if not own:
+        try:
+            from ml.relsim_model import RelsimConfig, lora_config_for
+
+            config = lora_config_for(RelsimConfig(backbone="benchmark"), query_token_id)
+            log("  LoRA: ml.relsim_model.lora_config_for (r16, q_proj/v_proj, <|query|> row)")
+            return config, True
+        except Exception as error:
+            log(f"  (ml.relsim_model.lora_config_for unavailable: {short_error(error)})")
+    log("  LoRA: r16 alpha32 q_proj/v_proj + a separate trainable query embedding")
+    lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=["q_proj", "v_proj"])
+    return lora, False
+
+
 def build_bench(
-    config: Qwen2_5_VLConfig, device: torch.device, dtype: torch.dtype, image_size: int
+    config: Qwen2_5_VLConfig,
+    device: torch.device,
+    dtype: torch.dtype,
+    image_size: int,
+    own_lora: bool = False,
 ) -> Bench:
     # Built straight on the device in the target dtype: no CPU copy, no download.
     with torch.device(device):
@@ -185,20 +206,24 @@ def build_bench(
             config, dtype=dtype, attn_implementation="sdpa"
         )
     base.requires_grad_(False)
-    lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=["q_proj", "v_proj"])
-    model = get_peft_model(base, lora)
     text_config: Any = config.text_config
     hidden, vocab = int(text_config.hidden_size), int(text_config.vocab_size)
     query_token_id = QUERY_ID if vocab > QUERY_ID else vocab - 8
-    embed_weight: Any = find_vlm_core(model).get_input_embeddings().weight
-    query_embedding = nn.Parameter(embed_weight[query_token_id].detach().float().clone())
+    lora, project_lora = relsim_lora(query_token_id, own_lora)
+    model = get_peft_model(base, lora)
+    query_embedding = None
+    if not project_lora:
+        embed_weight: Any = find_vlm_core(model).get_input_embeddings().weight
+        query_embedding = nn.Parameter(embed_weight[query_token_id].detach().float().clone())
     head = nn.Linear(hidden, TEXT_DIM, device=device, dtype=torch.float32)
     return Bench(model, head, query_embedding, query_token_id, device, dtype, image_size)
 
 
 def trainable_parameters(bench: Bench) -> list[nn.Parameter]:
-    lora = [p for p in bench.model.parameters() if p.requires_grad]
-    return [*lora, bench.query_embedding, *bench.head.parameters()]
+    params = [p for p in bench.model.parameters() if p.requires_grad]
+    if bench.query_embedding is not None:
+        params.append(bench.query_embedding)
+    return [*params, *bench.head.parameters()]
 
 
 @dataclass
@@ -260,7 +285,9 @@ def make_batch(bench: Bench, size: int, seed: int) -> Batch:
     )
 
 
-def embeds_with_query(bench: Bench, input_ids: torch.Tensor) -> torch.Tensor:
+def embeds_with_query(bench: Bench, input_ids: torch.Tensor) -> torch.Tensor | None:
+    if bench.query_embedding is None:
+        return None  # the embedding layer itself holds the trainable row
     core = find_vlm_core(bench.model)
     embeds = core.get_input_embeddings()(input_ids)
     is_query = (input_ids == bench.query_token_id).unsqueeze(-1)
@@ -279,11 +306,34 @@ def release_query_states(bench: Bench, batch: Batch) -> torch.Tensor:
         use_cache=False,
     )
     hidden = out.hidden_states[-1]
+    # The release's per-sample search: one device-to-host sync per sample.
     rows = []
     for i in range(hidden.shape[0]):
         position = int((batch.input_ids[i] == bench.query_token_id).nonzero()[0, 0])
         rows.append(hidden[i, position])
     return torch.stack(rows)
+
+
+def plain_query_states(bench: Bench, batch: Batch) -> torch.Tensor:
+    """What RelsimModel.forward does: the core model (no LM head) with pixel_values, one
+    validated vectorised gather; the vision tower runs unpatched under grad mode."""
+    try:
+        from ml.relsim_model import query_positions
+
+        positions = query_positions(batch.input_ids, bench.query_token_id)
+    except ImportError:
+        positions = (batch.input_ids == bench.query_token_id).int().argmax(dim=1)
+    out = find_vlm_core(bench.model)(
+        input_ids=batch.input_ids,
+        inputs_embeds=embeds_with_query(bench, batch.input_ids),
+        attention_mask=batch.attention_mask,
+        pixel_values=batch.pixel_values,
+        image_grid_thw=batch.image_grid_thw,
+        mm_token_type_ids=batch.mm_token_type_ids,
+        use_cache=False,
+    )
+    hidden: torch.Tensor = out.last_hidden_state
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), positions]
 
 
 def fast_query_states(bench: Bench, batch: Batch, cache: VisionFeatureCache | None) -> torch.Tensor:
@@ -329,6 +379,12 @@ def release_mode(bench: Bench) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def plain_mode(bench: Bench) -> Iterator[None]:
+    unpatch_vision_attention(bench.model)
+    yield
+
+
+@contextlib.contextmanager
 def fast_mode(bench: Bench) -> Iterator[None]:
     patch_vision_attention(bench.model)
     try:
@@ -337,25 +393,40 @@ def fast_mode(bench: Bench) -> Iterator[None]:
         unpatch_vision_attention(bench.model)
 
 
-METHODS = ("release-like", "ours", "ours+reuse")
+METHODS = ("release-like", "project-plain", "ours", "ours+reuse")
 
 
-def step_function(bench: Bench, method: str, batch: Batch) -> Callable[[], float]:
+def method_mode(bench: Bench, method: str) -> contextlib.AbstractContextManager[None]:
+    if method == "release-like":
+        return release_mode(bench)
+    if method == "project-plain":
+        return plain_mode(bench)
+    return fast_mode(bench)
+
+
+def query_states(
+    bench: Bench, method: str, batch: Batch, cache: VisionFeatureCache | None
+) -> torch.Tensor:
+    if method == "release-like":
+        return release_query_states(bench, batch)
+    if method == "project-plain":
+        return plain_query_states(bench, batch)
+    return fast_query_states(bench, batch, cache)
+
+
+def step_function(bench: Bench, method: str, batch: Batch) -> Callable[[], torch.Tensor]:
     params = trainable_parameters(bench)
     optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01)
     cache = VisionFeatureCache(store_device=bench.device) if method == "ours+reuse" else None
 
-    def step() -> float:
-        if method == "release-like":
-            states = release_query_states(bench, batch)
-        else:
-            states = fast_query_states(bench, batch, cache)
+    def step() -> torch.Tensor:
+        states = query_states(bench, method, batch, cache)
         loss = info_nce(embed(bench, states), batch.text_embeddings)
         loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        return loss.detach()
 
     return step
 
@@ -410,12 +481,34 @@ class Figure:
     error: str | None = None
 
 
+# Called with every figure as soon as it is measured (printing, saving the JSON).
+FIGURE_LISTENERS: list[Callable[[Figure], None]] = []
+
+
+def record(figure: Figure) -> Figure:
+    log(f"  {describe(figure)}")
+    for listener in FIGURE_LISTENERS:
+        listener(figure)
+    return figure
+
+
 def short_error(error: BaseException) -> str:
     text = f"{type(error).__name__}: {error}"
     return text.splitlines()[0][:300]
 
 
 # ----------------------------------------------------------------------------- FLOPs
+
+
+FLOP_FORMULA = (
+    "useful FLOPs per sample; LM forward = 2*N_lm*T + 2*layers*T^2*d (N_lm: decoder-layer "
+    "weights, T tokens, causal attention); training = 2 x LM forward (forward + activation-"
+    "gradient backward of the frozen base; LoRA weight grads negligible) + vision forward "
+    "(2*N_vis*patches + merger on patches/4 + 4*d_v*patches*window or image); vision not "
+    "counted when its features are reused; embedding = LM forward + vision forward. Backward "
+    "through the frozen vision tower and LM-head logits (release-like) are waste: not counted. "
+    "MFU = FLOPs / step time / peak dense bf16 (989 TFLOP/s on H100/H200 SXM)."
+)
 
 
 @dataclass(frozen=True)
@@ -511,8 +604,7 @@ def _measure_training(
     bench: Bench, method: str, batch: Batch, warmup: int, steps: int, figure: Figure
 ) -> float:
     # Its own function so that after an OOM every tensor of the failed step is unreachable.
-    mode = release_mode(bench) if method == "release-like" else fast_mode(bench)
-    with mode:
+    with method_mode(bench, method):
         step = step_function(bench, method, batch)
         # The feature cache fills during warm-up: timed steps are later epochs' cache hits.
         seconds, figure.peak_gib = timed(step, bench.device, max(warmup, 1), steps)
@@ -546,8 +638,7 @@ def training_figures(
             for p in trainable_parameters(bench):
                 p.grad = None
             free_memory(bench.device)
-            figures.append(figure)
-            log(f"  {describe(figure)}")
+            figures.append(record(figure))
         del batch
         free_memory(bench.device)
     return figures
@@ -559,18 +650,15 @@ def embedding_figures(
     figures: list[Figure] = []
     bench.model.eval()
     batch = make_batch(bench, size, seed=1000 + size)
-    for method in ("release-like", "ours"):
+    for method in ("release-like", "project-plain", "ours"):
         figure = Figure("embed", method, size)
         try:
-            mode = release_mode(bench) if method == "release-like" else fast_mode(bench)
 
             def run(method: str = method) -> torch.Tensor:
                 with torch.no_grad():
-                    if method == "release-like":
-                        return embed(bench, release_query_states(bench, batch))
-                    return embed(bench, fast_query_states(bench, batch, None))
+                    return embed(bench, query_states(bench, method, batch, None))
 
-            with mode:
+            with method_mode(bench, method):
                 seconds, figure.peak_gib = timed(run, bench.device, warmup, steps)
             figure.step_ms = seconds * 1e3
             figure.samples_per_s = size / seconds
@@ -579,8 +667,7 @@ def embedding_figures(
         except Exception as caught:
             figure.error = short_error(caught)
         free_memory(bench.device)
-        figures.append(figure)
-        log(f"  {describe(figure)}")
+        figures.append(record(figure))
     bench.model.train()
     return figures
 
@@ -608,14 +695,13 @@ def vision_tower_figures(bench: Bench, size: int, warmup: int, steps: int) -> li
         finally:
             unpatch_vision_attention(bench.model)
         free_memory(bench.device)
-        figures.append(figure)
-        log(f"  {describe(figure)}")
+        figures.append(record(figure))
     return figures
 
 
 def describe(figure: Figure) -> str:
     head = f"{figure.section:6s} {figure.method:16s} batch {figure.batch:3d}"
-    if figure.error:
+    if figure.error or figure.samples_per_s is None or figure.step_ms is None:
         return f"{head}  FAILED {figure.error}"
     parts = [f"{figure.samples_per_s:8.2f} samples/s", f"{figure.step_ms:9.1f} ms/step"]
     if figure.peak_gib is not None:
@@ -627,12 +713,17 @@ def describe(figure: Figure) -> str:
     return f"{head}  " + "  ".join(parts)
 
 
-def speedups(figures: list[Figure]) -> dict[tuple[str, str, int], float]:
-    baseline_names = {"train": "release-like", "embed": "release-like", "vision": "looped windows"}
+BASELINES = {"train": "release-like", "embed": "release-like", "vision": "looped windows"}
+
+
+def speedups(
+    figures: list[Figure], baseline: str | None = None
+) -> dict[tuple[str, str, int], float]:
+    """samples/s over the baseline's at the same section and batch (default: release-like)."""
     base = {
         (f.section, f.batch): f.samples_per_s
         for f in figures
-        if f.method == baseline_names.get(f.section) and f.samples_per_s
+        if f.method == (baseline or BASELINES.get(f.section)) and f.samples_per_s
     }
     out = {}
     for f in figures:
@@ -643,63 +734,72 @@ def speedups(figures: list[Figure]) -> dict[tuple[str, str, int], float]:
 
 
 def print_table(figures: list[Figure]) -> None:
-    ratios = speedups(figures)
+    release = speedups(figures)
+    plain = speedups(figures, "project-plain")
     log("")
     log(
         f"{'section':7s} {'method':16s} {'batch':>5s} {'samples/s':>10s} {'step ms':>9s} "
-        f"{'peak GiB':>8s} {'MFU %':>6s} {'speedup':>8s}"
+        f"{'peak GiB':>8s} {'MFU %':>6s} {'vs release':>10s} {'vs plain':>9s}"
     )
     for f in figures:
-        if f.error:
-            log(f"{f.section:7s} {f.method:16s} {f.batch:5d}  failed: {f.error[:70]}")
+        if f.error or f.samples_per_s is None or f.step_ms is None:
+            log(f"{f.section:7s} {f.method:16s} {f.batch:5d}  failed: {(f.error or '')[:70]}")
             continue
+        key = (f.section, f.method, f.batch)
         peak = "-" if f.peak_gib is None else f"{f.peak_gib:.1f}"
         mfu = "-" if f.mfu is None else f"{100 * f.mfu:.1f}"
-        ratio = ratios.get((f.section, f.method, f.batch))
-        speed = "-" if ratio is None else f"{ratio:.2f}x"
+        vs_release = f"{release[key]:.2f}x" if key in release else "-"
+        vs_plain = f"{plain[key]:.2f}x" if key in plain else "-"
         log(
             f"{f.section:7s} {f.method:16s} {f.batch:5d} {f.samples_per_s:10.2f} "
-            f"{f.step_ms:9.1f} {peak:>8s} {mfu:>6s} {speed:>8s}"
+            f"{f.step_ms:9.1f} {peak:>8s} {mfu:>6s} {vs_release:>10s} {vs_plain:>9s}"
         )
 
 
 def verdicts(figures: list[Figure]) -> dict[str, Any]:
+    """The targets: training >= 1.5x and embedding >= 2x the release-like figures."""
     ratios = speedups(figures)
-    train = [r for (s, m, _), r in ratios.items() if s == "train" and m == "ours"]
-    reuse = [r for (s, m, _), r in ratios.items() if s == "train" and m == "ours+reuse"]
-    embed_ratio = [r for (s, m, _), r in ratios.items() if s == "embed" and m == "ours"]
-    out: dict[str, Any] = {
-        "train_speedup_min": min(train) if train else None,
-        "train_speedup_max": max(train) if train else None,
-        "train_reuse_speedup_max": max(reuse) if reuse else None,
-        "embed_speedup": max(embed_ratio) if embed_ratio else None,
+
+    def pick(section: str, method: str) -> list[float]:
+        return [r for (s, m, _), r in ratios.items() if s == section and m == method]
+
+    train, reuse, embed_ratio = (
+        pick("train", "ours"),
+        pick("train", "ours+reuse"),
+        pick("embed", "ours"),
+    )
+    return {
+        "train_speedup_min": min(train, default=None),
+        "train_speedup_max": max(train, default=None),
+        "train_reuse_speedup_max": max(reuse, default=None),
+        "embed_speedup": max(embed_ratio, default=None),
+        "train_target_1_5x_met": bool(train) and min(train) >= 1.5,
+        "embed_target_2x_met": bool(embed_ratio) and max(embed_ratio) >= 2.0,
     }
-    out["train_target_1_5x_met"] = bool(train) and min(train) >= 1.5
-    out["embed_target_2x_met"] = bool(embed_ratio) and max(embed_ratio) >= 2.0
-    return out
 
 
 # ----------------------------------------------------------------------------- main
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(description="relsim GPU benchmark (see the module docstring)")
     parser.add_argument("--quick", action="store_true", help="tiny config on CPU, end to end")
-    parser.add_argument("--batches", default=None, help="micro-batches, e.g. 8,16,32")
-    parser.add_argument("--warmup", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--batches", default=None, help="training micro-batches, e.g. 8,16,32")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps per figure")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per figure")
     parser.add_argument("--embed-batch", type=int, default=None)
     parser.add_argument("--image-size", type=int, default=None, help="square side in pixels")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(METHODS), help="training methods to time")
+    parser.add_argument("--own-lora", action="store_true", help="ignore ml.relsim_model's LoRA")
     parser.add_argument("--skip-tests", action="store_true", help="do not run pytest -m gpu")
-    parser.add_argument("--tests-timeout", type=int, default=300)
+    parser.add_argument("--tests-timeout", type=int, default=240)
     parser.add_argument("--json", type=Path, default=None, help="default: $OUT/gpu_relsim.json")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    quick = args.quick
+    quick = bool(args.quick)
     cuda = torch.cuda.is_available() and not quick
     if not cuda and not quick:
         log("no CUDA device: the full-size model does not fit here; use --quick on a CPU")
@@ -712,13 +812,16 @@ def main(argv: list[str] | None = None) -> int:
     embed_batch = args.embed_batch or (4 if quick else 32)
     image_size = args.image_size or (224 if quick else 448)
     methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        log(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
+        return 2
     started = time.perf_counter()
     if not cuda:
         torch.set_num_threads(2)
     torch.manual_seed(0)
 
-    report: dict[str, Any] = {"figures": [], "sections": {}}
-    meta = {
+    meta: dict[str, Any] = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
@@ -726,36 +829,44 @@ def main(argv: list[str] | None = None) -> int:
         "dtype": str(dtype),
         "image_size": image_size,
         "batches": batches,
+        "embed_batch": embed_batch,
         "warmup_steps": warmup,
         "timed_steps": steps,
         "quick": quick,
     }
-    try:
+    with contextlib.suppress(Exception):
         import peft
 
         meta["peft"] = peft.__version__
-    except Exception:
-        pass
     peak = None
     if cuda:
-        name = meta["device"]
-        peak = next((v for k, v in PEAK_BF16_DENSE.items() if k in name), None)
+        peak = next((v for k, v in PEAK_BF16_DENSE.items() if k in meta["device"]), None)
         meta["peak_bf16_dense_flops"] = peak
-    report["meta"] = meta
+    figures: list[Figure] = []
+    report: dict[str, Any] = {"meta": meta, "sections": {}, "figures": []}
+    json_path = args.json
+    if json_path is None and os.environ.get("OUT"):
+        json_path = Path(os.environ["OUT"]) / "gpu_relsim.json"
+
+    def save() -> None:
+        if json_path is None:
+            return
+        report["figures"] = [asdict(f) for f in figures]
+        report["elapsed_s"] = time.perf_counter() - started
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2, default=str))
+
+    def keep(figure: Figure) -> None:
+        figures.append(figure)
+        save()
+
+    FIGURE_LISTENERS[:] = [keep]
+
     log("== relsim GPU benchmark")
     for key, value in meta.items():
         log(f"  {key}: {value}")
     if cuda and peak is None:
         log("  (unknown card: MFU not computed)")
-
-    def save() -> None:
-        target = args.json
-        if target is None and os.environ.get("OUT"):
-            target = Path(os.environ["OUT"]) / "gpu_relsim.json"
-        if target is not None:
-            report["elapsed_s"] = time.perf_counter() - started
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(json.dumps(report, indent=2, default=str))
 
     def section(name: str, fn: Callable[[], Any]) -> Any:
         log(f"\n== {name}  (t={time.perf_counter() - started:.0f} s)")
@@ -766,7 +877,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as error:
             report["sections"][name] = short_error(error)
             log(f"  FAILED {short_error(error)}")
-            traceback.print_exc(limit=6)
+            traceback.print_exc(limit=8)
             return None
         finally:
             free_memory(device)
@@ -779,7 +890,7 @@ def main(argv: list[str] | None = None) -> int:
         config, source = tiny_config() if quick else full_config()
         log(f"  config: {source}")
         t0 = time.perf_counter()
-        bench = build_bench(config, device, dtype, image_size)
+        bench = build_bench(config, device, dtype, image_size, own_lora=args.own_lora)
         synchronize(device)
         total = sum(p.numel() for p in bench.model.parameters())
         trainable = sum(p.numel() for p in trainable_parameters(bench))
@@ -790,63 +901,51 @@ def main(argv: list[str] | None = None) -> int:
         meta.update(parameters=total, trainable_parameters=trainable, config_source=source)
         return bench
 
-    bench = section("build model", build)
+    bench: Bench | None = section("build model", build)
     if bench is None:
-        save()
         return 1
-    probe = make_batch(bench, 1, seed=0)
-    sequence = int(probe.input_ids.shape[1])
-    flops = flop_model(bench, sequence)
-    meta.update(
-        sequence_tokens=sequence,
-        image_tokens=int(
-            (probe.input_ids == find_vlm_core(bench.model).config.image_token_id).sum()
-        ),
-        flops_per_sample_lm_forward=flops.lm_forward,
-        flops_per_sample_vision_forward=flops.vision_forward,
-        flop_formula=(
-            "LM forward = 2*N_lm*T + 2*layers*T^2*d (causal attention); training = 2 x LM forward "
-            "(forward + activation-gradient backward, frozen base with LoRA) + vision forward "
-            "(2*N_vis*patches + merger on patches/4 + 4*d_v*patches*window or patches); "
-            "vision forward not counted when features are reused; embedding = LM forward + "
-            "vision forward. Backward through the frozen vision tower and LM-head logits, which "
-            "the release-like step also computes, are waste and not counted."
-        ),
-    )
-    log(f"  FLOPs: {meta['flop_formula']}")
-    log(
-        f"  sequence {sequence} tokens; useful GFLOP/sample: LM fwd {flops.lm_forward / 1e9:.1f}, "
-        f"vision fwd {flops.vision_forward / 1e9:.1f}"
-    )
+    ready: Bench = bench
 
-    report["numerics"] = section("numerics on this architecture", lambda: check_numerics(bench))
-    if report["numerics"]:
-        for key, value in report["numerics"].items():
+    def describe_work() -> FlopModel:
+        probe = make_batch(ready, 1, seed=0)
+        sequence = int(probe.input_ids.shape[1])
+        flops = flop_model(ready, sequence)
+        image_token_id = find_vlm_core(ready.model).config.image_token_id
+        meta.update(
+            sequence_tokens=sequence,
+            image_tokens=int((probe.input_ids == image_token_id).sum()),
+            flops_per_sample_lm_forward=flops.lm_forward,
+            flops_per_sample_vision_forward=flops.vision_forward,
+            flop_formula=FLOP_FORMULA,
+        )
+        log(f"  FLOPs: {FLOP_FORMULA}")
+        log(
+            f"  sequence {sequence} tokens; useful GFLOP/sample: LM fwd "
+            f"{flops.lm_forward / 1e9:.1f}, vision fwd {flops.vision_forward / 1e9:.1f}"
+        )
+        return flops
+
+    flops: FlopModel | None = section("work per sample", describe_work)
+    if flops is None:
+        return 1
+    work: FlopModel = flops
+
+    numerics = section("numerics on this architecture", lambda: check_numerics(ready))
+    if numerics:
+        report["numerics"] = numerics
+        for key, value in numerics.items():
             log(f"  {key}: {value:.6g}")
-    figures: list[Figure] = []
-
-    def add(found: list[Figure] | None) -> None:
-        if found:
-            figures.extend(found)
-            report["figures"] = [asdict(f) for f in figures]
-
-    add(
-        section(
-            "vision tower alone (no grad)",
-            lambda: vision_tower_figures(bench, embed_batch, warmup, steps),
-        )
+    section(
+        "vision tower alone (no grad)",
+        lambda: vision_tower_figures(ready, embed_batch, warmup, steps),
     )
-    add(
-        section(
-            "training steps",
-            lambda: training_figures(bench, batches, methods, warmup, steps, flops, peak),
-        )
+    section(
+        "training steps",
+        lambda: training_figures(ready, batches, methods, warmup, steps, work, peak),
     )
-    add(
-        section(
-            "embedding (inference)",
-            lambda: embedding_figures(bench, embed_batch, warmup, steps, flops, peak),
-        )
+    section(
+        "embedding (inference)",
+        lambda: embedding_figures(ready, embed_batch, warmup, steps, work, peak),
     )
     print_table(figures)
     report["verdicts"] = verdicts(figures)
