@@ -79,6 +79,7 @@ class TrainConfig:
     learnable_temperature: bool = False
     symmetric_loss: bool = False
     gradient_checkpointing: bool = False  # language model only; the vision tower is frozen
+    batched_vision_attention: bool = False  # ml.vision_attention: one attention call a block
     save_every: int = 500
     log_every: int = 10
     keep_checkpoints: int | None = None  # newest N periodic checkpoints kept; None keeps all
@@ -334,6 +335,10 @@ class _Run:
         model = build_relsim_model(
             config.model_config(), dtype=dtype, device=device, seed=config.seed
         )
+        if config.batched_vision_attention:
+            from ml.vision_attention import patch_vision_attention
+
+            patch_vision_attention(model.backbone)
         if config.gradient_checkpointing:
             # Only the language model: the frozen vision tower then stays out of autograd.
             model.core.language_model.activation_checkpointing_enable({"use_reentrant": False})

@@ -6,6 +6,7 @@ import itertools
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -181,3 +182,29 @@ def test_a_finished_run_is_not_trained_again(tiny_backbone: Path, tmp_path: Path
     again = train_relsim(config)
     assert again.resumed_from == first.checkpoint and again.global_step == 2
     assert again.checkpoint == first.checkpoint
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_training_runs_in_bf16_on_a_gpu_and_the_checkpoint_reloads(
+    tiny_backbone: Path, tmp_path: Path
+) -> None:
+    from ml.checkpoint import load_checkpoint
+
+    data = write_export(tmp_path / "data")
+    config = tiny_config(data, tmp_path / "gpu", tiny_backbone, gradient_checkpointing=True)
+    result = train_relsim(config)
+    assert result.global_step == 4 and result.checkpoint is not None
+    rows = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
+    assert all(np.isfinite(row["loss"]) for row in rows)
+    gpu = load_checkpoint(result.checkpoint, dtype=torch.bfloat16, device="cuda")
+    assert gpu.device.type == "cuda"
+    images = [draw_image(i) for i in range(3)]
+    on_gpu = gpu.embed_images(images)
+    on_cpu = load_checkpoint(result.checkpoint).embed_images(images)
+    assert torch.allclose(on_gpu.norm(dim=1), torch.ones(3), atol=1e-4)
+    # bf16 backbone vs float32 backbone: the same directions up to rounding.
+    assert float((on_gpu * on_cpu).sum(dim=1).min()) > 0.98
