@@ -229,3 +229,25 @@ def test_ivf_build_is_deterministic_by_seed_and_reports_progress() -> None:
     assert calls[0] == 0
     assert calls[-1] == 3
     np.testing.assert_allclose(a.vectors([5, 7]), matrix[[5, 7]])
+
+
+def test_ivf_single_queries_agree_with_batched_ones() -> None:
+    matrix = _clustered(800, 16, clusters=12, seed=8)
+    index = IVFIndex.build(matrix, _ids(800), nlist=12, seed=0)
+    rows = [3, 40, 41, 500]
+    batched = index.search(matrix[rows], k=6, exclude_rows=rows, nprobe=2)
+    for line, row in enumerate(rows):
+        single = index.search(matrix[row], k=6, exclude_rows=[row], nprobe=2)
+        assert single.rows.tolist() == [batched.rows[line].tolist()]
+        np.testing.assert_allclose(single.scores[0], batched.scores[line], rtol=1e-5)
+
+
+def test_an_ivf_single_query_pads_when_its_lists_hold_fewer_than_k_rows() -> None:
+    matrix = _clustered(40, 8, clusters=4, seed=9)
+    index = IVFIndex.build(matrix, _ids(40), nlist=4, seed=0)
+    result = index.search(matrix[0], k=39, exclude_rows=[0], nprobe=1)
+    assert result.rows.shape == (1, 39)
+    assert 0 not in result.rows[0]
+    assert result.rows[0, -1] == -1
+    real = result.rows[0][result.rows[0] >= 0]
+    assert len(result.ids[0]) == len(real) < 39
