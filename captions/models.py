@@ -116,3 +116,19 @@ class CaptionRevision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} of caption {self.caption_id} (v{self.version})"
+
+
+class EditPresence(models.Model):
+    """Who has a caption open in the editor; kept fresh by the editor's heartbeat."""
+
+    caption = models.ForeignKey(Caption, on_delete=models.CASCADE, related_name="presences")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    last_seen = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["caption", "user"], name="one_presence_per_editor"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} on caption {self.caption_id}"

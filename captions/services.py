@@ -3,12 +3,13 @@ recorded as a revision."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from captions.models import Caption, CaptionRevision
+from captions.models import Caption, CaptionRevision, EditPresence
 from captions.text import clean_caption_text
 from curation.models import Group, Image
 
@@ -75,15 +76,66 @@ def caption_edit(
     return caption
 
 
-def caption_approve(*, caption: Caption, reviewer: AbstractBaseUser) -> Caption:
-    return _review(caption, reviewer, Caption.Status.APPROVED, CaptionRevision.Action.APPROVE, "")
+class ReviewNotAllowed(Exception):
+    """The reviewer may not review this caption (e.g. their own, when that is not allowed)."""
+
+
+def check_may_review(caption: Caption, reviewer: AbstractBaseUser) -> None:
+    if not reviewer.has_perm("captions.review_caption"):
+        raise ReviewNotAllowed("You may not review captions.")
+    own = caption.author_id is not None and caption.author_id == reviewer.pk
+    if own and not settings.RELSIM_ALLOW_SELF_APPROVAL:
+        raise ReviewNotAllowed("Authors do not review their own captions.")
+
+
+def caption_approve(
+    *,
+    caption: Caption,
+    reviewer: AbstractBaseUser,
+    text: str | None = None,
+    based_on_version: int | None = None,
+) -> Caption:
+    """Approve, optionally with an edit first (both or neither happen)."""
+    check_may_review(caption, reviewer)
+    with transaction.atomic():
+        if text is not None and clean_caption_text(text) != caption.text:
+            caption = caption_edit(
+                caption=caption,
+                text=text,
+                based_on_version=caption.version if based_on_version is None else based_on_version,
+                editor=reviewer,
+            )
+        elif based_on_version is not None and based_on_version != caption.version:
+            raise StaleCaption(caption)
+        return _review(
+            caption, reviewer, Caption.Status.APPROVED, CaptionRevision.Action.APPROVE, ""
+        )
 
 
 def caption_reject(*, caption: Caption, reviewer: AbstractBaseUser, reason: str) -> Caption:
-    if not reason.strip():
-        raise ValueError("a rejection needs a reason")
+    check_may_review(caption, reviewer)
+    if reason not in settings.RELSIM_REJECT_REASONS:
+        raise ValueError(f"choose a reason from: {', '.join(settings.RELSIM_REJECT_REASONS)}")
     return _review(
         caption, reviewer, Caption.Status.REJECTED, CaptionRevision.Action.REJECT, reason
+    )
+
+
+def captions_bulk_approve(*, captions: list[Caption], reviewer: AbstractBaseUser) -> dict[str, int]:
+    done = skipped = 0
+    for caption in captions:
+        try:
+            caption_approve(caption=caption, reviewer=reviewer)
+        except ReviewNotAllowed:
+            skipped += 1
+        else:
+            done += 1
+    return {"approved": done, "skipped": skipped}
+
+
+def presence_touch(*, caption: Caption, user: AbstractBaseUser) -> None:
+    EditPresence.objects.update_or_create(
+        caption=caption, user=user, defaults={"last_seen": timezone.now()}
     )
 
 
@@ -99,7 +151,17 @@ def _review(
                 if caption.group_id
                 else others.filter(image=caption.image_id)
             )
-            others.update(status=Caption.Status.DRAFT)
+            for other in others.select_for_update():
+                other.status = Caption.Status.DRAFT
+                other.version += 1
+                other.save(update_fields=["status", "version", "updated_at"])
+                _record(
+                    other,
+                    actor=reviewer,
+                    action=CaptionRevision.Action.EDIT,
+                    before=other.text,
+                    reason="another caption was approved",
+                )
         Caption.objects.filter(pk=caption.pk).update(
             status=status,
             reviewer=reviewer,

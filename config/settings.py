@@ -106,6 +106,90 @@ RELSIM_IMPORT_ROOTS = env_list(
 RELSIM_GROUP_MAX_SIZE = env_int("RELSIM_GROUP_MAX_SIZE", 10, minimum=2)
 RELSIM_THUMBNAIL_PX = env_int("RELSIM_THUMBNAIL_PX", 256, minimum=32)
 
+# --- Curation and review.
+RELSIM_POOL_PAGE_SIZE = env_int("RELSIM_POOL_PAGE_SIZE", 48, minimum=1)
+RELSIM_LABELS_PER_IMAGE = env_int("RELSIM_LABELS_PER_IMAGE", 1, minimum=1)
+RELSIM_LEASE_SECONDS = env_int("RELSIM_LEASE_SECONDS", 600, minimum=10)
+RELSIM_PRESENCE_SECONDS = env_int("RELSIM_PRESENCE_SECONDS", 30, minimum=5)
+RELSIM_ALLOW_SELF_APPROVAL = env_bool("RELSIM_ALLOW_SELF_APPROVAL", False)
+RELSIM_CAPTION_MAX_CHARS = env_int("RELSIM_CAPTION_MAX_CHARS", 300, minimum=20)
+RELSIM_PLACEHOLDERS = env_list(
+    "RELSIM_PLACEHOLDERS",
+    [
+        "Object",
+        "Animal",
+        "Person",
+        "Character",
+        "Word",
+        "Meaning",
+        "Color",
+        "Shape",
+        "Number",
+        "Place",
+        "Material",
+        "Action",
+        "Emotion",
+        "Pattern",
+        "Plant",
+        "Food",
+        "Symbol",
+        "Planet",
+    ],
+)
+# Words that give concrete content away; a file (one word a line) or a comma list.
+RELSIM_LEAK_WORDS = env_list(
+    "RELSIM_LEAK_WORDS",
+    [
+        "cat",
+        "dog",
+        "bird",
+        "horse",
+        "cow",
+        "fish",
+        "car",
+        "tree",
+        "flower",
+        "apple",
+        "banana",
+        "orange",
+        "peach",
+        "earth",
+        "sun",
+        "moon",
+        "house",
+        "chair",
+        "table",
+        "book",
+        "phone",
+        "red",
+        "blue",
+        "green",
+        "yellow",
+        "purple",
+        "black",
+        "white",
+        "circle",
+        "square",
+        "triangle",
+        "star",
+        "man",
+        "woman",
+        "child",
+        "boy",
+        "girl",
+        "pizza",
+        "cake",
+    ],
+)
+# "Find similar" sources, best first; the first available one serves.
+RELSIM_SIMILARITY_SOURCES = env_list(
+    "RELSIM_SIMILARITY_SOURCES", ["curation.similarity.PerceptualHashSimilarity"]
+)
+RELSIM_REJECT_REASONS = env_list(
+    "RELSIM_REJECT_REASONS",
+    ["leaks-content", "wrong-logic", "too-vague", "malformed", "duplicate", "other"],
+)
+
 # --- Models: local folders (or hub names on a machine with a model cache).
 # Empty means "build and use the tiny demo model in the data directory".
 RELSIM_VLM_PATH = env_str("RELSIM_VLM_PATH", "")

@@ -59,6 +59,8 @@ class Image(models.Model):
     thumbnail = models.FileField(upload_to=thumbnail_upload_to, max_length=200, blank=True)
     # 64-bit difference hash as 16 hex digits, for near-duplicate checks.
     phash = models.CharField(max_length=16, db_index=True)
+    # Probability of "relationally interesting" from the latest filter run, if any.
+    filter_score = models.FloatField(null=True, blank=True, db_index=True)
     source_name = models.CharField(max_length=1000, blank=True)
     source_url = models.URLField(max_length=2000, blank=True)
     batch = models.ForeignKey(
@@ -148,3 +150,57 @@ class GroupMember(models.Model):
 
     def __str__(self) -> str:
         return f"{self.image} in {self.group} at {self.position}"
+
+
+class ImageHashBand(models.Model):
+    """One band of an image's 64-bit perceptual hash, for near-duplicate look-ups.
+
+    The hash is cut into NEAR_DUPLICATE_BANDS bands; two hashes within
+    NEAR_DUPLICATE_BANDS - 1 bits of each other agree exactly on at least one band
+    (pigeonhole), so an indexed equality query finds every candidate."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="hash_bands")
+    band = models.PositiveSmallIntegerField()
+    value = models.PositiveIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["band", "value"], name="hash_band_lookup")]
+        constraints = [
+            models.UniqueConstraint(fields=["image", "band"], name="one_value_per_hash_band"),
+        ]
+
+    def __str__(self) -> str:
+        return f"band {self.band} of {self.image_id}"
+
+
+class LabelLease(models.Model):
+    """An image handed to one annotator by the labelling queue, so no one else gets it
+    until the lease expires."""
+
+    image = models.OneToOneField(Image, on_delete=models.CASCADE, related_name="lease")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="label_leases"
+    )
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.image} leased to {self.annotator} until {self.expires_at}"
+
+
+class GroupNegative(models.Model):
+    """An image marked as "not this logic" for a group; steers "find similar" away."""
+
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="negatives")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="negative_for")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["group", "image"], name="negative_once_per_group"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.image} is not {self.group}"

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from curation import storage
 from curation.intake import (
@@ -22,7 +23,17 @@ from curation.intake import (
     make_thumbnail,
     normalise_image,
 )
-from curation.models import Group, GroupMember, Image, ImportBatch, InterestLabel, Split
+from curation.models import (
+    Group,
+    GroupMember,
+    GroupNegative,
+    Image,
+    ImageHashBand,
+    ImportBatch,
+    InterestLabel,
+    Split,
+)
+from curation.near_duplicates import band_rows
 from curation.reports import ImportReport
 from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress
 
@@ -76,6 +87,7 @@ def image_store(
                 normalisation_notes=list(normalised.notes),
                 created_by=user,
             )
+            ImageHashBand.objects.bulk_create(band_rows([image]))
     except IntegrityError:
         # Another importer stored the same content a moment ago: use its row.
         return StoredImage(Image.objects.get(sha256=normalised.sha256), created=False)
@@ -216,3 +228,50 @@ def interest_label_set(
         image=image, annotator=annotator, defaults={"interesting": interesting}
     )
     return label
+
+
+def group_remove_image(*, group: Group, image: Image) -> None:
+    with transaction.atomic():
+        GroupMember.objects.filter(group=group, image=image).delete()
+        _renumber(group)
+        Group.objects.filter(pk=group.pk).update(updated_at=timezone.now())
+
+
+def group_reorder(*, group: Group, image_ids: list[int]) -> None:
+    """Put members in the given order; the list must name every member exactly once."""
+    with transaction.atomic():
+        members = {
+            m.image_id: m for m in GroupMember.objects.select_for_update().filter(group=group)
+        }
+        if sorted(image_ids) != sorted(members):
+            raise ValidationError("The new order must list every image of the group once.")
+        for position, image_id in enumerate(image_ids):
+            members[image_id].position = position
+        GroupMember.objects.bulk_update(members.values(), ["position"])
+        Group.objects.filter(pk=group.pk).update(updated_at=timezone.now())
+
+
+def _renumber(group: Group) -> None:
+    members = list(GroupMember.objects.filter(group=group).order_by("position", "id"))
+    for position, member in enumerate(members):
+        member.position = position
+    GroupMember.objects.bulk_update(members, ["position"])
+
+
+def group_update(*, group: Group, title: str, notes: str, split: str) -> Group:
+    if not title.strip():
+        raise ValidationError("A group needs a title.")
+    if split not in Split.values:
+        raise ValidationError(f"Unknown split {split!r}.")
+    group.title, group.notes, group.split = title.strip()[:200], notes, split
+    group.save(update_fields=["title", "notes", "split", "updated_at"])
+    return group
+
+
+def group_mark_negative(
+    *, group: Group, image: Image, user: AbstractBaseUser | None, negative: bool = True
+) -> None:
+    if negative:
+        GroupNegative.objects.get_or_create(group=group, image=image, defaults={"created_by": user})
+    else:
+        GroupNegative.objects.filter(group=group, image=image).delete()

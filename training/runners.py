@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from training.models import Job
 from training.reporting import JobReporter
@@ -121,7 +122,7 @@ def run_export_dataset(job: Job, reporter: JobReporter) -> dict[str, Any]:
 
     exports = settings.DATA_DIR / "exports"
     exports.mkdir(parents=True, exist_ok=True)
-    name = job.params.get("name") or f"relsim-export-{job.pk}.zip"
+    name = job.params.get("name") or f"relsim-export-{job.pk}-{timezone.now():%Y%m%d-%H%M%S}.zip"
     if not isinstance(name, str) or "/" in name or name.startswith("."):
         raise JobInputError("the export name must be a plain file name")
     splits = job.params.get("splits") or ["train", "test"]

@@ -1,0 +1,285 @@
+"""Caption editor (live lint, autosave, version checks, presence) and the review queue."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from captions import selectors, services
+from captions.forms import ApproveForm, BulkApproveForm, CaptionSaveForm, RejectForm
+from captions.lint import lint_caption
+from captions.models import Caption
+from captions.text import CaptionTextError
+from curation.access import ANNOTATE, REVIEW, permission_required
+from curation.models import Group, Image, Split
+
+# --- editor ------------------------------------------------------------------------------
+
+
+def _editable_caption(group: Group | None, image: Image | None) -> Caption | None:
+    """The caption the editor works on: the newest draft, else the approved one."""
+    captions = Caption.objects.filter(group=group) if group else Caption.objects.filter(image=image)
+    return (
+        captions.filter(status=Caption.Status.DRAFT).order_by("-updated_at").first()
+        or captions.filter(status=Caption.Status.APPROVED).first()
+    )
+
+
+def _editor(request: HttpRequest, group: Group | None, image: Image | None) -> HttpResponse:
+    caption = _editable_caption(group, image)
+    if caption is not None:
+        services.presence_touch(caption=caption, user=request.user)
+    text = caption.text if caption else ""
+    members = [m.image for m in group.members.select_related("image")] if group else [image]
+    context = {
+        "group": group,
+        "image": image,
+        "members": members,
+        "caption": caption,
+        "lint": lint_caption(text) if text else None,
+        "others": selectors.other_editors(caption, request.user) if caption else [],
+        "history": caption.revisions.select_related("actor").order_by("-version")[:20]
+        if caption
+        else [],
+    }
+    return render(request, "captions/editor.html", context)
+
+
+@require_GET
+@permission_required(*ANNOTATE)
+def edit_group_caption(request: HttpRequest, group_id: int) -> HttpResponse:
+    return _editor(request, get_object_or_404(Group, pk=group_id), None)
+
+
+@require_GET
+@permission_required(*ANNOTATE)
+def edit_image_caption(request: HttpRequest, image_id: int) -> HttpResponse:
+    return _editor(request, None, get_object_or_404(Image, pk=image_id))
+
+
+@require_POST
+@permission_required(*ANNOTATE)
+def lint(request: HttpRequest) -> HttpResponse:
+    text = request.POST.get("text", "")[:2000]
+    return render(request, "captions/editor.html#lint", {"lint": lint_caption(text)})
+
+
+@require_POST
+@permission_required("captions.add_caption")
+def create_caption(request: HttpRequest) -> HttpResponse:
+    """The first draft of a group's or an image's caption."""
+    form = CaptionSaveForm(request.POST)
+    group = Group.objects.filter(pk=request.POST.get("group") or 0).first()
+    image = Image.objects.filter(pk=request.POST.get("image") or 0).first()
+    if not form.is_valid() or (group is None) == (image is None):
+        return HttpResponseBadRequest("Send the text and exactly one of group or image.")
+    try:
+        caption = services.caption_create(
+            text=form.cleaned_data["text"],
+            group=group,
+            image=image,
+            split=Split.TRAIN if image else "",
+            author=request.user,
+        )
+    except CaptionTextError as exc:
+        return _save_error(request, str(exc))
+    return _saved(request, caption)
+
+
+@require_POST
+@permission_required("captions.change_caption")
+def save_caption(request: HttpRequest, caption_id: int) -> HttpResponse:
+    """Autosave and explicit save: refused with 409 when the caption moved on."""
+    caption = get_object_or_404(Caption, pk=caption_id)
+    form = CaptionSaveForm(request.POST)
+    if not form.is_valid() or form.cleaned_data.get("version") is None:
+        return HttpResponseBadRequest("Send the text and the version it was based on.")
+    mine = form.cleaned_data["text"]
+    try:
+        caption = services.caption_edit(
+            caption=caption,
+            text=mine,
+            based_on_version=form.cleaned_data["version"],
+            editor=request.user,
+        )
+    except services.StaleCaption as exc:
+        return _conflict(request, exc.current, mine)
+    except CaptionTextError as exc:
+        return _save_error(request, str(exc))
+    services.presence_touch(caption=caption, user=request.user)
+    return _saved(request, caption)
+
+
+def _saved(request: HttpRequest, caption: Caption) -> HttpResponse:
+    if request.htmx:
+        return render(request, "captions/editor.html#saved", {"caption": caption})
+    messages.success(request, "Caption saved.")
+    return redirect(_editor_url(caption))
+
+
+def _save_error(request: HttpRequest, message: str) -> HttpResponse:
+    return render(request, "captions/editor.html#save-error", {"message": message}, status=422)
+
+
+def _conflict(request: HttpRequest, current: Caption, mine: str) -> HttpResponse:
+    """Both texts side by side: nothing typed is lost, nothing is silently overwritten."""
+    context = {
+        "caption": current,
+        "mine": mine,
+        "theirs": current.text,
+        "diff": selectors.word_diff(current.text, mine),
+        "last_editor": current.revisions.order_by("-version").select_related("actor").first(),
+        "editor_url": _editor_url(current),
+    }
+    template = "captions/conflict.html#conflict" if request.htmx else "captions/conflict.html"
+    response = render(request, template, context, status=409)
+    if request.htmx:
+        # Let htmx swap the 409 body in place of the save status.
+        response["HX-Retarget"] = "#save-status"
+        response["HX-Reswap"] = "innerHTML"
+    return response
+
+
+def _editor_url(caption: Caption) -> str:
+    if caption.group_id:
+        return reverse("edit_group_caption", args=[caption.group_id])
+    return reverse("edit_image_caption", args=[caption.image_id])
+
+
+@require_POST
+@permission_required(*ANNOTATE)
+def presence(request: HttpRequest, caption_id: int) -> HttpResponse:
+    caption = get_object_or_404(Caption, pk=caption_id)
+    services.presence_touch(caption=caption, user=request.user)
+    context = {"others": selectors.other_editors(caption, request.user), "caption": caption}
+    return render(request, "captions/editor.html#presence", context)
+
+
+# --- review ------------------------------------------------------------------------------
+
+
+@require_GET
+@permission_required(*REVIEW)
+def review_queue(request: HttpRequest) -> HttpResponse:
+    source = request.GET.get("source", "")
+    queue = selectors.review_queue()
+    if source in Caption.Source.values:
+        queue = queue.filter(source=source)
+    return render(
+        request,
+        "captions/review_queue.html",
+        {"captions": queue[:200], "source": source, "sources": Caption.Source.choices},
+    )
+
+
+@require_GET
+@permission_required(*REVIEW)
+def review_detail(request: HttpRequest, caption_id: int) -> HttpResponse:
+    caption = get_object_or_404(
+        Caption.objects.select_related("group", "image", "author"), pk=caption_id
+    )
+    original = selectors.original_text(caption)
+    members = (
+        [m.image for m in caption.group.members.select_related("image")]
+        if caption.group
+        else [caption.image]
+    )
+    next_caption = selectors.review_queue().exclude(pk=caption.pk).first()
+    context = {
+        "caption": caption,
+        "members": members,
+        "original": original,
+        "diff": selectors.word_diff(original, caption.text),
+        "history": caption.revisions.select_related("actor").order_by("-version"),
+        "lint": lint_caption(caption.text),
+        "reasons": RejectForm().fields["reason"].choices,
+        "next_caption": next_caption,
+        "own": caption.author_id == request.user.pk,
+    }
+    return render(request, "captions/review_detail.html", context)
+
+
+def _after_review(caption: Caption) -> HttpResponse:
+    following = selectors.review_queue().exclude(pk=caption.pk).first()
+    return (
+        redirect("review_detail", caption_id=following.pk)
+        if following
+        else redirect("review_queue")
+    )
+
+
+@require_POST
+@permission_required(*REVIEW)
+def review_approve(request: HttpRequest, caption_id: int) -> HttpResponse:
+    caption = get_object_or_404(Caption, pk=caption_id)
+    form = ApproveForm(request.POST)
+    if not form.is_valid():
+        return HttpResponseBadRequest(form.errors.as_text())
+    text = form.cleaned_data.get("text") or None
+    try:
+        services.caption_approve(
+            caption=caption,
+            reviewer=request.user,
+            text=text,
+            based_on_version=form.cleaned_data["version"],
+        )
+    except services.ReviewNotAllowed as exc:
+        messages.error(request, str(exc))
+        return redirect("review_detail", caption_id=caption.pk)
+    except services.StaleCaption as exc:
+        return _conflict(request, exc.current, text or caption.text)
+    except CaptionTextError as exc:
+        messages.error(request, f"Not approved: {exc}.")
+        return redirect("review_detail", caption_id=caption.pk)
+    messages.success(request, "Approved.")
+    return _after_review(caption)
+
+
+@require_POST
+@permission_required(*REVIEW)
+def review_reject(request: HttpRequest, caption_id: int) -> HttpResponse:
+    caption = get_object_or_404(Caption, pk=caption_id)
+    form = RejectForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a reason code to reject.")
+        return redirect("review_detail", caption_id=caption.pk)
+    if form.cleaned_data["version"] != caption.version:
+        return _conflict(request, caption, caption.text)
+    try:
+        services.caption_reject(
+            caption=caption, reviewer=request.user, reason=form.cleaned_data["reason"]
+        )
+    except services.ReviewNotAllowed as exc:
+        messages.error(request, str(exc))
+        return redirect("review_detail", caption_id=caption.pk)
+    messages.success(request, "Rejected.")
+    return _after_review(caption)
+
+
+@require_POST
+@permission_required(*REVIEW)
+def review_bulk_approve(request: HttpRequest) -> HttpResponse:
+    """Approve several drafts: first a confirmation page, then the approval."""
+    form = BulkApproveForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose the captions to approve.")
+        return redirect("review_queue")
+    captions = list(selectors.review_queue().filter(pk__in=form.cleaned_data["captions"]))
+    if not form.cleaned_data["confirmed"]:
+        return render(
+            request,
+            "captions/bulk_confirm.html",
+            {"captions": captions, "ids": ",".join(str(c.pk) for c in captions)},
+        )
+    with transaction.atomic():
+        result = services.captions_bulk_approve(captions=captions, reviewer=request.user)
+    messages.success(
+        request,
+        f"Approved {result['approved']}; skipped {result['skipped']} (your own, "
+        "or not yours to review).",
+    )
+    return redirect("review_queue")

@@ -1,0 +1,42 @@
+"""Page access: a login, then a permission; anyone else gets 403, never a silent redirect
+loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.utils.http import url_has_allowed_host_and_scheme
+
+View = Callable[..., HttpResponse]
+
+
+def permission_required(*permissions: str) -> Callable[[View], View]:
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.has_perms(permissions):
+                raise PermissionDenied("Your role does not give access to this page.")
+            return view(request, *args, **kwargs)
+
+        return login_required(wrapped)
+
+    return decorate
+
+
+ANNOTATE = ("curation.view_image", "curation.add_interestlabel", "curation.change_group")
+REVIEW = ("captions.review_caption",)
+EXPORT = ("training.add_job",)
+
+
+def safe_next(request: HttpRequest, default: str) -> str:
+    """The ?next= / POST next target when it stays on this site, else the default."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    allowed = url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return target if target and allowed else default

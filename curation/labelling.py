@@ -1,0 +1,154 @@
+"""The interest-labelling queue: each annotator gets the next image nobody else holds,
+under a lease that expires, so two annotators never label the same image at once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from curation.models import Image, InterestLabel, LabelLease
+
+CANDIDATES_PER_TRY = 20
+
+
+def _lease_until() -> timezone.datetime:
+    return timezone.now() + timedelta(seconds=settings.RELSIM_LEASE_SECONDS)
+
+
+def queue_candidates(annotator: AbstractBaseUser, skip: Sequence[int] = ()) -> list[int]:
+    """Images this annotator has not labelled, still short of labels, and not leased by
+    someone else right now; oldest first."""
+    now = timezone.now()
+    mine = InterestLabel.objects.filter(image=OuterRef("pk"), annotator=annotator)
+    held = LabelLease.objects.filter(image=OuterRef("pk"), expires_at__gt=now).exclude(
+        annotator=annotator
+    )
+    images = _short_of_labels().filter(~Exists(mine), ~Exists(held)).exclude(pk__in=skip)
+    return list(images.order_by("id").values_list("id", flat=True)[:CANDIDATES_PER_TRY])
+
+
+def _short_of_labels() -> QuerySet[Image]:
+    wanted = settings.RELSIM_LABELS_PER_IMAGE
+    if wanted == 1:
+        # The common case as an anti-join, which stays fast on a large pool.
+        return Image.objects.filter(~Exists(InterestLabel.objects.filter(image=OuterRef("pk"))))
+    return Image.objects.annotate(label_count=Count("interest_labels")).filter(
+        label_count__lt=wanted
+    )
+
+
+def lease_next_image(*, annotator: AbstractBaseUser, skip: Sequence[int] = ()) -> Image | None:
+    """The annotator's current leased image, or a newly leased one; None when done."""
+    now = timezone.now()
+    current = (
+        LabelLease.objects.filter(annotator=annotator, expires_at__gt=now)
+        .exclude(image__interest_labels__annotator=annotator)
+        .select_related("image")
+        .first()
+    )
+    if current is not None:
+        LabelLease.objects.filter(pk=current.pk).update(expires_at=_lease_until())
+        return current.image
+    for image_id in queue_candidates(annotator, skip):
+        if _take_lease(annotator, image_id):
+            return Image.objects.get(pk=image_id)
+    return None
+
+
+def _take_lease(annotator: AbstractBaseUser, image_id: int) -> bool:
+    # A stale lease (expired, or this annotator's own) is taken over atomically.
+    taken = LabelLease.objects.filter(
+        Q(expires_at__lte=timezone.now()) | Q(annotator=annotator), image_id=image_id
+    ).update(annotator=annotator, expires_at=_lease_until())
+    if taken:
+        return True
+    try:
+        with transaction.atomic():
+            LabelLease.objects.create(
+                image_id=image_id, annotator=annotator, expires_at=_lease_until()
+            )
+    except IntegrityError:
+        return False  # Another annotator holds it.
+    return True
+
+
+def lease_image(*, annotator: AbstractBaseUser, image: Image) -> bool:
+    """Lease a given image (after an undo, so it comes back first); False if held."""
+    return _take_lease(annotator, image.pk)
+
+
+def release_lease(*, annotator: AbstractBaseUser, image: Image) -> None:
+    LabelLease.objects.filter(annotator=annotator, image=image).delete()
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    labelled_by_me: int
+    labelled_today: int
+    remaining: int
+
+
+def queue_counts(annotator: AbstractBaseUser) -> QueueCounts:
+    mine = InterestLabel.objects.filter(annotator=annotator)
+    start = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    remaining = (
+        _short_of_labels()
+        .filter(~Exists(InterestLabel.objects.filter(image=OuterRef("pk"), annotator=annotator)))
+        .count()
+    )
+    return QueueCounts(
+        labelled_by_me=mine.count(),
+        labelled_today=mine.filter(updated_at__gte=start).count(),
+        remaining=remaining,
+    )
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    image: Image
+    yes: list[str]
+    no: list[str]
+
+
+@dataclass(frozen=True)
+class Agreement:
+    images_with_several_labels: int
+    agreeing: int
+    disagreements: list[Disagreement]
+
+    @property
+    def rate(self) -> float | None:
+        if not self.images_with_several_labels:
+            return None
+        return self.agreeing / self.images_with_several_labels
+
+
+def agreement(*, limit: int = 200) -> Agreement:
+    """How often annotators who labelled the same image agree, and where they did not."""
+    several = Image.objects.annotate(n=Count("interest_labels")).filter(n__gte=2)
+    total = several.count()
+    mixed = several.annotate(
+        yes=Count("interest_labels", filter=Q(interest_labels__interesting=True)),
+        no=Count("interest_labels", filter=Q(interest_labels__interesting=False)),
+    ).filter(yes__gt=0, no__gt=0)
+    disagreeing = mixed.count()
+    rows = []
+    for image in mixed.order_by("id").prefetch_related("interest_labels__annotator")[:limit]:
+        labels = list(image.interest_labels.all())
+        rows.append(
+            Disagreement(
+                image=image,
+                yes=sorted(label.annotator.get_username() for label in labels if label.interesting),
+                no=sorted(
+                    label.annotator.get_username() for label in labels if not label.interesting
+                ),
+            )
+        )
+    return Agreement(total, total - disagreeing, rows)

@@ -1,0 +1,202 @@
+// relsim studio: keyboard-first helpers. Every action also works without JavaScript
+// through ordinary links and forms; this file only makes them faster.
+(function () {
+  "use strict";
+
+  const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
+  const page = document.body.dataset.page || "";
+  const typing = (el) => el && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
+
+  // A stale save answers 409 and a refused one 422: show those bodies instead of dropping them.
+  document.addEventListener("DOMContentLoaded", () => {
+    if (window.htmx) {
+      htmx.config.responseHandling = [
+        { code: "204", swap: false },
+        { code: "[23]..", swap: true },
+        { code: "409", swap: true, error: false },
+        { code: "422", swap: true, error: false },
+        { code: "[45]..", swap: false, error: true },
+      ];
+    }
+  });
+
+  function post(url, data) {
+    const body = new URLSearchParams(data);
+    return fetch(url, {
+      method: "POST",
+      body,
+      headers: { "X-CSRFToken": csrf(), "HX-Request": "true" },
+      credentials: "same-origin",
+    });
+  }
+
+  function say(text) {
+    const status = document.getElementById("pool-status");
+    if (status) status.textContent = text;
+  }
+
+  // --- shortcuts dialog --------------------------------------------------------------
+  const dialog = document.getElementById("shortcuts");
+  document.querySelectorAll("[data-show-shortcuts]").forEach((b) =>
+    b.addEventListener("click", () => dialog.showModal())
+  );
+
+  // --- pool: focus, selection, labels, add to group --------------------------------
+  const selected = new Set();
+  let anchor = null;
+
+  function tiles() {
+    return Array.from(document.querySelectorAll("#grid .tile"));
+  }
+
+  function refreshSelection() {
+    tiles().forEach((t) => t.classList.toggle("selected", selected.has(t.dataset.id)));
+    const ids = document.getElementById("selection-ids");
+    const count = document.getElementById("selection-count");
+    const button = document.getElementById("add-selected");
+    if (ids) ids.value = Array.from(selected).join(",");
+    if (count) count.textContent = String(selected.size);
+    if (button) button.disabled = selected.size === 0;
+  }
+
+  function toggle(tile, range) {
+    const all = tiles();
+    if (range && anchor) {
+      const [a, b] = [all.indexOf(anchor), all.indexOf(tile)].sort((x, y) => x - y);
+      all.slice(a, b + 1).forEach((t) => selected.add(t.dataset.id));
+    } else if (selected.has(tile.dataset.id)) {
+      selected.delete(tile.dataset.id);
+    } else {
+      selected.add(tile.dataset.id);
+    }
+    anchor = tile;
+    refreshSelection();
+  }
+
+  function moveFocus(current, key) {
+    const all = tiles();
+    if (!all.length) return;
+    const index = Math.max(0, all.indexOf(current));
+    const top = all[0].offsetTop;
+    const perRow = Math.max(1, all.filter((t) => t.offsetTop === top).length);
+    const step = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -perRow, ArrowDown: perRow }[key];
+    const next = all[Math.min(all.length - 1, Math.max(0, index + step))];
+    next.focus();
+  }
+
+  async function label(tile, answer) {
+    const response = await post(tile.dataset.labelUrl, { interesting: answer });
+    if (response.ok) {
+      const badge = document.getElementById("label-" + tile.dataset.id);
+      if (badge) badge.outerHTML = await response.text();
+      say(`Image ${tile.dataset.id}: ${answer}`);
+    } else {
+      say(`Could not label image ${tile.dataset.id}.`);
+    }
+  }
+
+  async function addToGroup(ids) {
+    const form = document.getElementById("add-selection");
+    if (!form) {
+      say("No current group: open a group and make it current first.");
+      return;
+    }
+    const response = await post(form.action, { images: ids.join(",") });
+    say(response.ok ? await response.text() : "Could not add to the group.");
+    if (response.ok) {
+      selected.clear();
+      refreshSelection();
+    }
+  }
+
+  if (page === "pool") {
+    document.addEventListener("click", (event) => {
+      const tile = event.target.closest("#grid .tile");
+      if (!tile || event.target.closest("a")) {
+        if (tile && (event.shiftKey || event.metaKey || event.ctrlKey)) event.preventDefault();
+        else return;
+      }
+      toggle(tile, event.shiftKey);
+      tile.focus();
+    });
+    const selectPage = document.getElementById("select-page");
+    if (selectPage) {
+      selectPage.addEventListener("change", () => {
+        tiles().forEach((t) => (selectPage.checked ? selected.add(t.dataset.id) : selected.delete(t.dataset.id)));
+        refreshSelection();
+      });
+    }
+    const first = tiles()[0];
+    if (first) first.focus();
+  }
+
+  // --- review queue: bulk selection ----------------------------------------------------
+  const bulkForm = document.getElementById("bulk-form");
+  if (bulkForm) {
+    const picks = () => Array.from(document.querySelectorAll(".bulk-pick"));
+    const sync = () => {
+      document.getElementById("bulk-ids").value = picks().filter((p) => p.checked).map((p) => p.value).join(",");
+    };
+    picks().forEach((p) => p.addEventListener("change", sync));
+    const all = document.getElementById("bulk-all");
+    if (all) all.addEventListener("change", () => { picks().forEach((p) => (p.checked = all.checked)); sync(); });
+  }
+
+  // --- keys ------------------------------------------------------------------------------
+  function clickKey(key) {
+    const target = document.querySelector(`[data-key="${key}"]`);
+    if (!target || target.disabled) return false;
+    if (target.tagName === "SUMMARY") {
+      target.parentElement.open = true;
+      const area = target.parentElement.querySelector("textarea");
+      if (area) area.focus();
+    } else if (target.tagName === "BUTTON" && target.form && target.form.id === "reject-form") {
+      const reason = document.getElementById("reject-reason");
+      if (reason && !reason.value) { reason.focus(); return true; }
+      target.click();
+    } else {
+      target.click();
+    }
+    return true;
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "s" && page === "editor") {
+      event.preventDefault();
+      const area = document.getElementById("caption-text");
+      if (area && area.hasAttribute("hx-post")) htmx.trigger(area, "caption-save");
+      else document.getElementById("caption-form").requestSubmit();
+      return;
+    }
+    if (event.ctrlKey || event.metaKey || event.altKey || typing(document.activeElement)) return;
+    if (event.key === "?") {
+      event.preventDefault();
+      dialog.open ? dialog.close() : dialog.showModal();
+      return;
+    }
+    if (page === "pool") {
+      const tile = document.activeElement.closest ? document.activeElement.closest("#grid .tile") : null;
+      if (event.key.startsWith("Arrow")) { event.preventDefault(); moveFocus(tile, event.key); return; }
+      if (!tile) return;
+      if (event.key === "y") label(tile, "yes");
+      else if (event.key === "n") label(tile, "no");
+      else if (event.key === "x") toggle(tile, false);
+      else if (event.key === "a") addToGroup(selected.size ? Array.from(selected) : [tile.dataset.id]);
+      else if (event.key === "Enter") window.location = tile.dataset.detailUrl;
+      return;
+    }
+    if (page === "image") {
+      const form = document.querySelector("[data-label-form]");
+      if (event.key === "y" || event.key === "n") {
+        form.querySelector(`button[value="${event.key === "y" ? "yes" : "no"}"]`).click();
+      } else if (event.key === "a") {
+        const add = document.querySelector("[data-add-form]");
+        if (add) add.requestSubmit();
+      }
+      return;
+    }
+    if (page === "label" || page === "review") {
+      if (clickKey(event.key)) event.preventDefault();
+    }
+  });
+})();

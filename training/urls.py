@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from training import views
+
+urlpatterns = [
+    path("export/", views.export_page, name="export"),
+    path("jobs/<int:job_id>/", views.job_detail, name="job_detail"),
+    path("exports/<int:job_id>/download/", views.export_download, name="export_download"),
+]

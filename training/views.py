@@ -1,0 +1,72 @@
+"""Export page, live job status and export download."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django import forms
+from django.conf import settings
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+from django_htmx.http import HttpResponseStopPolling
+
+from curation.access import EXPORT, permission_required
+from curation.models import Split
+from training import services
+from training.models import Job
+
+
+class ExportForm(forms.Form):
+    include_drafts = forms.BooleanField(required=False, label="Include drafts")
+    splits = forms.MultipleChoiceField(
+        choices=Split.choices,
+        initial=list(Split.values),
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Choose at least one split."},
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required(*EXPORT)
+def export_page(request: HttpRequest) -> HttpResponse:
+    form = ExportForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        job = services.job_create(
+            kind=Job.Kind.EXPORT_DATASET,
+            params={
+                "include_drafts": form.cleaned_data["include_drafts"],
+                "splits": form.cleaned_data["splits"],
+            },
+            user=request.user,
+        )
+        return redirect("job_detail", job_id=job.pk)
+    exports = Job.objects.filter(kind=Job.Kind.EXPORT_DATASET).order_by("-created_at")[:20]
+    return render(request, "training/export.html", {"form": form, "exports": exports})
+
+
+@require_GET
+@permission_required(*EXPORT)
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    services.jobs_reap_stale()
+    job = get_object_or_404(Job, pk=job_id)
+    if request.htmx:
+        response = render(request, "training/job_detail.html#status", {"job": job})
+        if job.is_finished:
+            # A finished job stops the polling; the whole card is re-rendered once more.
+            return HttpResponseStopPolling(response.content)
+        return response
+    return render(request, "training/job_detail.html", {"job": job})
+
+
+@require_GET
+@permission_required(*EXPORT)
+def export_download(request: HttpRequest, job_id: int) -> FileResponse:
+    job = get_object_or_404(
+        Job, pk=job_id, kind=Job.Kind.EXPORT_DATASET, status=Job.Status.SUCCEEDED
+    )
+    path = Path(str(job.artifacts.get("path", ""))).resolve()
+    exports = (settings.DATA_DIR / "exports").resolve()
+    if not path.is_relative_to(exports) or not path.is_file():
+        raise Http404("The export file is no longer there.")
+    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
