@@ -1,0 +1,583 @@
+"""The anonymous captioner: Qwen2.5-VL (+ LoRA) that reads one image, or several images of one
+group, and writes one anonymous caption. Also the parts it shares with the interest filter:
+multi-image chat inputs with masked labels, LoRA set-up, and saving/loading a tuned VLM."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, TypeVar, cast
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, PeftModel, get_peft_model
+from PIL import Image
+from torch import nn
+from transformers import PreTrainedTokenizerBase, Qwen2_5_VLForConditionalGeneration
+from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLModel
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+from ml.backbone import (
+    LoadedVLM,
+    load_image_processor,
+    load_qwen_model,
+    load_tokenizer,
+    load_vlm,
+    quiet_transformers,
+)
+from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress
+from ml.caption_postprocess import clean_caption
+from ml.caption_prompts import PROMPT_VERSION, get_prompt
+from ml.preprocess import check_image_size, preprocess_image
+from ml.relsim_model import lora_target_pattern
+
+IMAGE_PAD_TOKEN = "<|image_pad|>"
+END_TOKEN = "<|im_end|>"
+IGNORE_INDEX = -100  # label of positions that take no part in the loss
+FULL_BACKBONE_DIR = "backbone"  # full fine-tuning keeps the whole backbone here
+CAPTIONER_CONFIG_FILE = "captioner_config.json"
+CAPTIONER_FORMAT = "relsim-studio-captioner/1"
+
+FinetuneMode = Literal["lora", "full"]
+PaddingSide = Literal["left", "right"]
+
+
+@dataclass
+class VLMTuneConfig:
+    """How a Qwen2.5-VL is adapted to one task; saved with every checkpoint."""
+
+    backbone: str  # Qwen2.5-VL folder (tiny or real) or hub name
+    image_size: int = 448
+    finetune: FinetuneMode = "lora"  # "full" is meant for tiny backbones
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    freeze_vision: bool = True  # full fine-tuning only; LoRA never touches the vision tower
+    prompt_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[_ConfigT], data: dict[str, Any]) -> _ConfigT:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys: {unknown}")
+        return cls(**data)
+
+    def validate(self) -> None:
+        check_image_size(self.image_size)
+        if self.finetune not in ("lora", "full"):
+            raise ValueError(f"finetune must be 'lora' or 'full', got {self.finetune!r}")
+        if not self.lora_targets:
+            raise ValueError("lora_targets is empty")
+        if self.lora_r < 1:
+            raise ValueError("lora_r must be at least 1")
+
+
+_ConfigT = TypeVar("_ConfigT", bound=VLMTuneConfig)
+
+
+@dataclass
+class CaptionerConfig(VLMTuneConfig):
+    prompt_version: str = PROMPT_VERSION
+
+    def validate(self) -> None:
+        super().validate()
+        get_prompt(self.prompt_version)
+
+
+@dataclass(frozen=True)
+class ChatSample:
+    """One user turn: images first, then the instruction; `answer` is the reply to learn."""
+
+    images: Sequence[Image.Image]
+    prompt: str
+    answer: str | None = None
+
+
+def _token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
+    token_id = tokenizer.get_vocab().get(token)
+    if token_id is None:
+        raise ValueError(f"tokenizer has no {token}")
+    return int(token_id)
+
+
+class VisionChatBuilder:
+    """Padded model inputs for chat samples with any number of images each: image placeholders
+    expanded, 3D-rope token types, and labels that keep only the answer and its end token."""
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        image_processor: Qwen2VLImageProcessorPil,
+        image_size: int,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.image_size = check_image_size(image_size)
+        self.image_token_id = _token_id(tokenizer, IMAGE_PAD_TOKEN)
+        self.end_token_id = _token_id(tokenizer, END_TOKEN)
+        pad_id = tokenizer.pad_token_id
+        self.pad_token_id = int(pad_id if pad_id is not None else self.end_token_id)
+
+    def prompt_text(self, n_images: int, instruction: str) -> str:
+        """The rendered chat up to the assistant's turn, with one placeholder per image."""
+        content: list[dict[str, str]] = [{"type": "image"} for _ in range(n_images)]
+        content.append({"type": "text", "text": instruction})
+        messages: Any = [{"role": "user", "content": content}]
+        text = str(
+            self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        )
+        if text.count(IMAGE_PAD_TOKEN) != n_images:
+            raise ValueError(
+                f"the chat template rendered {text.count(IMAGE_PAD_TOKEN)} image placeholders "
+                f"for {n_images} images"
+            )
+        return text
+
+    def __call__(
+        self,
+        samples: Sequence[ChatSample],
+        *,
+        padding_side: PaddingSide = "left",
+        preprocessed: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        if not samples:
+            raise ValueError("no samples to encode")
+        if any(not sample.images for sample in samples):
+            raise ValueError("every sample needs at least one image")
+        flat = [image for sample in samples for image in sample.images]
+        if not preprocessed:
+            flat = [preprocess_image(image, self.image_size) for image in flat]
+        vision = self.image_processor(images=flat, return_tensors="pt")
+        grid_thw = vision["image_grid_thw"]
+        merge = int(self.image_processor.merge_size)
+        tokens_per_image = [int(thw.prod()) // (merge * merge) for thw in grid_thw]
+
+        rows: list[list[int]] = []
+        label_rows: list[list[int]] = []
+        first = 0
+        for sample in samples:
+            counts = tokens_per_image[first : first + len(sample.images)]
+            first += len(sample.images)
+            parts = self.prompt_text(len(sample.images), sample.prompt).split(IMAGE_PAD_TOKEN)
+            text = parts[0] + "".join(
+                IMAGE_PAD_TOKEN * n + part for n, part in zip(counts, parts[1:], strict=True)
+            )
+            ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            labels = [IGNORE_INDEX] * len(ids)
+            if sample.answer is not None:
+                # Tokenised apart from the prompt so that the prompt's tokens are exactly those
+                # generation will see, whatever BPE would merge across the boundary.
+                answer = list(self.tokenizer(sample.answer, add_special_tokens=False)["input_ids"])
+                answer.append(self.end_token_id)
+                ids += answer
+                labels += answer
+            rows.append(ids)
+            label_rows.append(labels)
+
+        length = max(len(row) for row in rows)
+        input_ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+        labels_tensor = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
+        for i, (ids, labels) in enumerate(zip(rows, label_rows, strict=True)):
+            span = (
+                slice(length - len(ids), length) if padding_side == "left" else slice(0, len(ids))
+            )
+            input_ids[i, span] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[i, span] = 1
+            labels_tensor[i, span] = torch.tensor(labels, dtype=torch.long)
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "pixel_values": vision["pixel_values"],
+            "image_grid_thw": grid_thw,
+            # Text 0, image 1: image tokens get 2D rope positions.
+            "mm_token_type_ids": (input_ids == self.image_token_id).to(torch.int32),
+        }
+        if any(sample.answer is not None for sample in samples):
+            batch["labels"] = labels_tensor
+        return batch
+
+
+def prepare_backbone(
+    config: VLMTuneConfig,
+    model: Qwen2_5_VLForConditionalGeneration,
+    *,
+    seed: int = 0,
+    adapter_dir: str | Path | None = None,
+    trainable: bool = True,
+) -> Qwen2_5_VLForConditionalGeneration | PeftModel:
+    """LoRA on the language model (fresh, or from `adapter_dir`), or the bare model made
+    trainable for full fine-tuning. LoRA's random parts are drawn from `seed`."""
+    for param in model.parameters():
+        param.requires_grad = False
+    if config.finetune == "full":
+        if trainable:
+            for param in model.parameters():
+                param.requires_grad = True
+            if config.freeze_vision:
+                for param in model.model.visual.parameters():
+                    param.requires_grad = False
+        return model
+    device = cast(torch.Tensor, model.get_input_embeddings().weight).device
+    with (
+        torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+        warnings.catch_warnings(),
+    ):
+        torch.manual_seed(seed)
+        # PEFT still asks transformers the pre-v5 gradient-checkpointing question.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        if adapter_dir is not None:
+            return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+        lora = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=lora_target_pattern(config.lora_targets),
+            bias="none",
+        )
+        return cast(PeftModel, get_peft_model(model, lora))
+
+
+class TunedVLM(nn.Module):
+    """A Qwen2.5-VL adapted to one task, with its tokenizer, image processor and input builder."""
+
+    config: VLMTuneConfig
+
+    def __init__(
+        self,
+        config: VLMTuneConfig,
+        backbone: Qwen2_5_VLForConditionalGeneration | PeftModel,
+        tokenizer: PreTrainedTokenizerBase,
+        image_processor: Qwen2VLImageProcessorPil,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.inputs = VisionChatBuilder(tokenizer, image_processor, config.image_size)
+
+    @property
+    def model(self) -> Qwen2_5_VLForConditionalGeneration:
+        """The Qwen model itself; PEFT injects LoRA in place, so calling it uses the adapter."""
+        if isinstance(self.backbone, PeftModel):
+            return cast(Qwen2_5_VLForConditionalGeneration, self.backbone.get_base_model())
+        return self.backbone
+
+    @property
+    def core(self) -> Qwen2_5_VLModel:
+        """Qwen2_5_VLModel: hidden states without the vocabulary-sized logits."""
+        return cast(Qwen2_5_VLModel, self.model.model)
+
+    @property
+    def lm_head(self) -> nn.Module:
+        return cast(nn.Module, self.model.lm_head)
+
+    @property
+    def device(self) -> torch.device:
+        return cast(torch.Tensor, self.model.get_input_embeddings().weight).device
+
+    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """What an optimiser updates, in a fixed order (saved optimiser states rely on it)."""
+        return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+
+
+def save_tuned_vlm(
+    model: TunedVLM, out_dir: str | Path, config_file: str, payload: dict[str, Any]
+) -> Path:
+    """Adapter (or full backbone) + tokenizer + image processor + our JSON record."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(model.backbone, PeftModel):
+        model.backbone.save_pretrained(str(out))
+    else:
+        with quiet_transformers():
+            model.backbone.save_pretrained(str(out / FULL_BACKBONE_DIR))
+    model.tokenizer.save_pretrained(str(out))
+    model.image_processor.save_pretrained(str(out))
+    record = {"config": model.config.to_dict(), **payload}
+    (out / config_file).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return out
+
+
+def read_tuned_record(path: str | Path, config_file: str) -> dict[str, Any]:
+    """Our JSON record of a saved tuned VLM folder."""
+    record_path = Path(path) / config_file
+    if not record_path.is_file():
+        raise FileNotFoundError(f"not a saved model of this kind (no {config_file}): {path}")
+    record: dict[str, Any] = json.loads(record_path.read_text(encoding="utf-8"))
+    return record
+
+
+def load_tuned_parts(
+    path: str | Path,
+    config: VLMTuneConfig,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    trainable: bool = False,
+) -> tuple[Qwen2_5_VLForConditionalGeneration | PeftModel, LoadedVLM]:
+    """Backbone with its adapter, tokenizer and image processor of a saved folder."""
+    folder = Path(path)
+    if config.finetune == "full":
+        model = load_qwen_model(folder / FULL_BACKBONE_DIR, dtype=dtype, device=device)
+    else:
+        model = load_qwen_model(config.backbone, dtype=dtype, device=device)
+    vlm = LoadedVLM(
+        model=model,
+        tokenizer=load_tokenizer(folder),
+        image_processor=load_image_processor(folder),
+    )
+    backbone = prepare_backbone(
+        config,
+        model,
+        adapter_dir=folder if config.finetune == "lora" else None,
+        trainable=trainable,
+    )
+    return backbone, vlm
+
+
+# ---------------------------------------------------------------------------------------------
+# The captioner
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How captions are drawn. `greedy` ignores temperature and top_p (for evaluation)."""
+
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 128
+    greedy: bool = False
+    min_new_tokens: int = 0
+    seed: int | None = None  # fixes the sampling stream when set
+
+
+@dataclass(frozen=True)
+class CaptionResult:
+    """One drafted caption: the cleaned text, the raw text and what cleaning found."""
+
+    text: str
+    raw: str
+    usable: bool
+    fixes: list[str]
+    problems: list[str]
+    placeholders: list[str]
+    prompt_version: str
+    n_images: int
+    finished: bool  # the model ended the caption itself (not cut at max_new_tokens)
+
+
+class Captioner(TunedVLM):
+    """Writes anonymous captions; forward(batch with labels) gives the caption loss."""
+
+    config: CaptionerConfig
+
+    def forward(self, **batch: torch.Tensor) -> torch.Tensor:
+        return caption_loss(self, batch)
+
+
+def caption_loss(model: TunedVLM, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled (answer) positions only.
+
+    Logits are computed for those positions alone: the vocabulary is 152k wide on the real
+    model, so full-sequence logits would dwarf everything else in memory."""
+    labels = batch["labels"]
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    hidden = model.core(**inputs, use_cache=False).last_hidden_state
+    targets = labels[:, 1:].to(hidden.device)
+    keep = targets != IGNORE_INDEX
+    if not bool(keep.any()):
+        raise ValueError("no labelled positions in the batch")
+    logits = model.lm_head(hidden[:, :-1][keep]).float()
+    return F.cross_entropy(logits, targets[keep])
+
+
+def build_captioner(
+    config: CaptionerConfig,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> Captioner:
+    """A fresh, trainable captioner on the backbone named in `config`."""
+    config.validate()
+    vlm = load_vlm(config.backbone, dtype=dtype, device=device)
+    backbone = prepare_backbone(config, vlm.model, seed=seed)
+    return Captioner(config, backbone, vlm.tokenizer, vlm.image_processor)
+
+
+def save_captioner(
+    captioner: Captioner,
+    out_dir: str | Path,
+    *,
+    global_step: int = 0,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Adapter (or full backbone) + processor files + captioner_config.json."""
+    payload = {
+        "format": CAPTIONER_FORMAT,
+        "prompt_version": captioner.config.prompt_version,
+        "global_step": global_step,
+        "extra": extra or {},
+    }
+    return save_tuned_vlm(captioner, out_dir, CAPTIONER_CONFIG_FILE, payload)
+
+
+def load_captioner(
+    path: str | Path,
+    *,
+    base_model: str | Path | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    trainable: bool = False,
+) -> Captioner:
+    """Load a saved captioner; `base_model` overrides the backbone location it records."""
+    record = read_tuned_record(path, CAPTIONER_CONFIG_FILE)
+    config = CaptionerConfig.from_dict(record["config"])
+    if base_model is not None:
+        config.backbone = str(base_model)
+    config.validate()
+    backbone, vlm = load_tuned_parts(path, config, dtype=dtype, device=device, trainable=trainable)
+    captioner = Captioner(config, backbone, vlm.tokenizer, vlm.image_processor)
+    captioner.train(trainable)
+    return captioner
+
+
+def _stop_ids(captioner: Captioner) -> list[int]:
+    # <|im_end|> ends the turn; the tokenizer's eos (<|endoftext|> on Qwen) stops as well.
+    stops = [captioner.inputs.end_token_id]
+    eos = captioner.tokenizer.eos_token_id
+    if eos is not None and int(eos) not in stops:
+        stops.append(int(eos))
+    return stops
+
+
+def _generation_kwargs(captioner: Captioner, settings: GenerationSettings) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": settings.max_new_tokens,
+        "min_new_tokens": settings.min_new_tokens,
+        "eos_token_id": _stop_ids(captioner),
+        "pad_token_id": captioner.inputs.pad_token_id,
+        "do_sample": not settings.greedy,
+    }
+    if settings.greedy:
+        # Unset, so the model's generation config cannot switch sampling filters back on.
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    else:
+        kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=0)
+    return kwargs
+
+
+def _finish(captioner: Captioner, new_tokens: list[int], n_images: int) -> CaptionResult:
+    stops = set(_stop_ids(captioner))
+    finished = any(token in stops for token in new_tokens)
+    if finished:
+        new_tokens = new_tokens[: next(i for i, t in enumerate(new_tokens) if t in stops)]
+    raw = str(captioner.tokenizer.decode(new_tokens, skip_special_tokens=True))
+    cleaned = clean_caption(raw)
+    problems = list(cleaned.problems)
+    if not finished:
+        problems.append("cut off at max_new_tokens")
+    return CaptionResult(
+        text=cleaned.text,
+        raw=raw,
+        usable=not problems,
+        fixes=cleaned.fixes,
+        problems=problems,
+        placeholders=cleaned.placeholders,
+        prompt_version=captioner.config.prompt_version,
+        n_images=n_images,
+        finished=finished,
+    )
+
+
+def caption_groups(
+    captioner: Captioner,
+    groups: Sequence[Sequence[Image.Image]],
+    *,
+    settings: GenerationSettings | None = None,
+    batch_size: int = 8,
+    preprocessed: bool = False,
+    progress: ProgressFn = no_progress,
+    should_stop: StopFn = never_stop,
+) -> list[CaptionResult]:
+    """One caption per group of images (a group of one is a single image), in order.
+
+    Stopping early returns the captions of the batches finished so far."""
+    settings = settings or GenerationSettings()
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    prompt = get_prompt(captioner.config.prompt_version)
+    kwargs = _generation_kwargs(captioner, settings)
+    results: list[CaptionResult] = []
+    was_training = captioner.training
+    captioner.eval()
+    devices = [captioner.device] if captioner.device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+            if settings.seed is not None:
+                torch.manual_seed(settings.seed)
+            for start in range(0, len(groups), batch_size):
+                if should_stop():
+                    break
+                chunk = groups[start : start + batch_size]
+                samples = [ChatSample(list(g), prompt.text(len(g))) for g in chunk]
+                batch = captioner.to_device(
+                    captioner.inputs(samples, padding_side="left", preprocessed=preprocessed)
+                )
+                output = captioner.model.generate(**batch, **kwargs)
+                new = output[:, batch["input_ids"].shape[1] :].tolist()
+                results += [
+                    _finish(captioner, tokens, len(g)) for tokens, g in zip(new, chunk, strict=True)
+                ]
+                progress(len(results), len(groups), f"captioned {len(results)} of {len(groups)}")
+    finally:
+        captioner.train(was_training)
+    return results
+
+
+def caption_images(
+    captioner: Captioner,
+    images: Sequence[Image.Image],
+    *,
+    settings: GenerationSettings | None = None,
+    batch_size: int = 8,
+    preprocessed: bool = False,
+    progress: ProgressFn = no_progress,
+    should_stop: StopFn = never_stop,
+) -> list[CaptionResult]:
+    """One caption per image, in order (shorter when stopped early)."""
+    return caption_groups(
+        captioner,
+        [[image] for image in images],
+        settings=settings,
+        batch_size=batch_size,
+        preprocessed=preprocessed,
+        progress=progress,
+        should_stop=should_stop,
+    )
+
+
+def caption_group(
+    captioner: Captioner,
+    images: Sequence[Image.Image],
+    *,
+    settings: GenerationSettings | None = None,
+    preprocessed: bool = False,
+) -> CaptionResult:
+    """One caption for a whole group, drafted from all its images in one prompt."""
+    if not images:
+        raise ValueError("a group needs at least one image")
+    return caption_groups(captioner, [images], settings=settings, preprocessed=preprocessed)[0]
