@@ -1,0 +1,268 @@
+"""Train the relational-interest filter on yes/no labels with `accelerate`; class imbalance (the
+paper's labels run about 1 yes to 8 no) is met with a weighted loss or balanced sampling.
+
+Data: a JSONL file, one object a line: an image (`image` / `image_path`, relative to the file,
+or `image_hash` / `md5` of a <md5>.png beside it or in images/) and `label` "yes" or "no".
+One process: `python -m ml.train_filter --config FILE`."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress
+from ml.captioner import ChatSample
+from ml.interest_filter import (
+    FILTER_PROMPT_VERSION,
+    NO,
+    YES,
+    FilterConfig,
+    InterestFilter,
+    build_filter,
+    get_filter_prompt,
+    interest_loss,
+    save_filter,
+)
+from ml.preprocess import load_image
+from ml.relsim_data import DataFormatError
+from ml.train_captioner import (
+    FinetuneResult,
+    LoopConfig,
+    LoopJob,
+    SampleKey,
+    cli_main,
+    make_accelerator,
+    run_finetune,
+)
+
+IMBALANCE_MODES = ("weighted", "balanced", "none")
+_YES_WORDS = {"yes", "y", "true", "1", "interesting"}
+_NO_WORDS = {"no", "n", "false", "0", "not interesting"}
+
+
+@dataclass(kw_only=True)
+class FilterTrainConfig(LoopConfig):
+    """One filter training run; loadable from a JSON file."""
+
+    data_file: str  # the labels JSONL
+    backbone: str
+    image_dir: str | None = None  # where <md5>.png live; default: beside data_file (or images/)
+    imbalance: str = "weighted"  # "weighted" loss, "balanced" sampling, or "none"
+    image_size: int = 448
+    finetune: str = "lora"
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    freeze_vision: bool = True
+    prompt_version: str = FILTER_PROMPT_VERSION
+    lr: float = 1e-4
+    warmup_steps: int = 10
+    batch_size: int = 16
+
+    def model_config(self) -> FilterConfig:
+        return FilterConfig(
+            backbone=self.backbone,
+            image_size=self.image_size,
+            finetune=self.finetune,  # type: ignore[arg-type]
+            lora_r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            lora_targets=list(self.lora_targets),
+            freeze_vision=self.freeze_vision,
+            prompt_version=self.prompt_version,
+        )
+
+    def validate(self) -> None:
+        super().validate()
+        self.model_config().validate()
+        if self.imbalance not in IMBALANCE_MODES:
+            raise ValueError(f"imbalance must be one of {IMBALANCE_MODES}")
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    image_path: Path
+    label: int  # YES or NO
+
+
+def _parse_label(value: object, where: str) -> int:
+    if isinstance(value, bool):
+        return YES if value else NO
+    if isinstance(value, int) and value in (0, 1):
+        return YES if value else NO
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _YES_WORDS:
+            return YES
+        if word in _NO_WORDS:
+            return NO
+    raise DataFormatError(f"{where}: label must be yes or no, got {value!r}")
+
+
+def read_filter_labels(
+    jsonl_path: str | Path, *, image_dir: str | Path | None = None
+) -> list[LabelledImage]:
+    """Parse the labels JSONL; every problem is reported with its line number."""
+    path = Path(jsonl_path)
+    folder = path.parent
+    hash_dirs = [Path(image_dir)] if image_dir is not None else [folder, folder / "images"]
+    items: list[LabelledImage] = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataFormatError(f"{where}: not valid JSON ({error.msg})") from error
+            if not isinstance(row, dict):
+                raise DataFormatError(f"{where}: expected a JSON object")
+            label = _parse_label(row.get("label"), where)
+            named = row.get("image") or row.get("image_path")
+            digest = row.get("image_hash") or row.get("md5")
+            if isinstance(named, str) and named:
+                candidate = Path(named)
+                candidates = [candidate if candidate.is_absolute() else folder / candidate]
+            elif isinstance(digest, str) and digest:
+                candidates = [d / f"{digest.strip()}.png" for d in hash_dirs]
+            else:
+                raise DataFormatError(f"{where}: needs image/image_path or image_hash/md5")
+            found = next((c for c in candidates if c.is_file()), None)
+            if found is None:
+                raise DataFormatError(f"{where}: image not found ({candidates[0]})")
+            items.append(LabelledImage(found, label))
+    if not items:
+        raise DataFormatError(f"{path}: no labelled images")
+    return items
+
+
+def class_weights(labels: list[int]) -> torch.Tensor:
+    """Inverse-frequency weights (no, yes) that give both classes equal total weight."""
+    counts = torch.tensor([labels.count(NO), labels.count(YES)], dtype=torch.float32)
+    if bool((counts == 0).any()):
+        raise DataFormatError("the labels need both yes and no examples")
+    return counts.sum() / (2.0 * counts)
+
+
+class FilterSamples(Dataset[tuple[ChatSample, int]]):
+    def __init__(self, items: list[LabelledImage], prompt: str, image_size: int) -> None:
+        self.items = items
+        self.prompt = prompt
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key: SampleKey) -> tuple[ChatSample, int]:
+        item = self.items[key[1]]
+        try:
+            image = load_image(item.image_path, self.image_size)
+        except OSError as error:
+            raise DataFormatError(f"cannot read image {item.image_path}: {error}") from error
+        return ChatSample([image], self.prompt), item.label
+
+
+class _Collate:
+    def __init__(self, model: InterestFilter) -> None:
+        self.builder = model.inputs
+
+    def __call__(self, items: list[tuple[ChatSample, int]]) -> dict[str, torch.Tensor]:
+        batch = self.builder([s for s, _ in items], padding_side="left", preprocessed=True)
+        batch["interest"] = torch.tensor([label for _, label in items], dtype=torch.long)
+        return batch
+
+
+class _Loss:
+    def __init__(self, weights: torch.Tensor | None) -> None:
+        self.weights = weights
+
+    def __call__(self, module: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        inputs = {k: v for k, v in batch.items() if k != "interest"}
+        logits: torch.Tensor = module(**inputs)
+        weights = None if self.weights is None else self.weights.to(logits.device)
+        return interest_loss(logits, batch["interest"], weights)
+
+
+class _BalancedOrder:
+    """Each epoch draws as many samples as there are images, half yes and half no (with
+    replacement), from a stream fixed by seed and epoch."""
+
+    def __init__(self, labels: list[int], seed: int) -> None:
+        self.yes = [i for i, label in enumerate(labels) if label == YES]
+        self.no = [i for i, label in enumerate(labels) if label == NO]
+        self.total = len(labels)
+        self.seed = seed
+
+    def __call__(self, epoch: int) -> list[int]:
+        rng = random.Random(f"balanced/{self.seed}/{epoch}")
+        half = self.total // 2
+        order = rng.choices(self.yes, k=self.total - half) + rng.choices(self.no, k=half)
+        rng.shuffle(order)
+        return order
+
+
+def train_filter(
+    config: FilterTrainConfig,
+    *,
+    progress: ProgressFn = no_progress,
+    should_stop: StopFn = never_stop,
+) -> FinetuneResult:
+    """Train (or resume) a filter; checkpoints load with `ml.interest_filter.load_filter`."""
+    config.validate()
+    accelerator = make_accelerator(config)
+    progress(0, 1, "reading labels")
+    items = read_filter_labels(config.data_file, image_dir=config.image_dir)
+    labels = [item.label for item in items]
+    weights = class_weights(labels)  # also checks that both classes are present
+    progress(0, 1, "loading model")
+    torch.manual_seed(config.seed)
+    model = build_filter(
+        config.model_config(),
+        dtype=config.torch_dtype(),
+        device=accelerator.device,
+        seed=config.seed,
+    )
+    extra: dict[str, Any] = {
+        "train_config": config.to_dict(),
+        "n_yes": labels.count(YES),
+        "n_no": labels.count(NO),
+    }
+
+    def save(folder: Path, step: int) -> None:
+        save_filter(model, folder, global_step=step, extra=extra)
+
+    job = LoopJob(
+        model=model,
+        dataset=FilterSamples(
+            items, get_filter_prompt(config.prompt_version).text, config.image_size
+        ),
+        n_samples=len(items),
+        collate=_Collate(model),
+        loss=_Loss(weights if config.imbalance == "weighted" else None),
+        save=save,
+        epoch_order=_BalancedOrder(labels, config.seed) if config.imbalance == "balanced" else None,
+    )
+    return run_finetune(config, accelerator, job, progress=progress, should_stop=should_stop)
+
+
+def _main(argv: list[str] | None = None) -> int:
+    return cli_main(
+        argv,
+        "Train the relational-interest filter.",
+        lambda path, progress, stop: train_filter(
+            FilterTrainConfig.from_json(path), progress=progress, should_stop=stop
+        ),
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
