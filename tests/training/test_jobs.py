@@ -180,3 +180,30 @@ def test_gpu_and_cpu_queues_are_routed_apart() -> None:
     queues = app.amqp.queues
     assert queues["gpu"].exchange.name == "gpu" and queues["gpu"].routing_key == "gpu"
     assert queues["cpu"].exchange.name == "cpu" and queues["cpu"].routing_key == "cpu"
+
+
+def test_the_export_page_starts_a_job_whose_page_polls_until_done_and_then_downloads(
+    admin_user_role: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    client = Client()
+    client.force_login(admin_user_role)
+    bad = client.post("/export/", {"include_drafts": "on"})
+    assert bad.status_code == 200 and b"Choose at least one split" in bad.content
+    assert Job.objects.count() == 0
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post("/export/", {"splits": ["train", "test"]})
+    job = Job.objects.get()
+    assert response["Location"] == f"/jobs/{job.pk}/"
+    assert (
+        job.params == {"include_drafts": False, "splits": ["train", "test"]} and len(callbacks) == 1
+    )
+    polling = client.get(f"/jobs/{job.pk}/", HTTP_HX_REQUEST="true")
+    assert polling.status_code == 200 and b'hx-trigger="every 2s"' in polling.content
+    assert execute_job(job.pk) == "succeeded"
+    done = client.get(f"/jobs/{job.pk}/", HTTP_HX_REQUEST="true")
+    assert done.status_code == 286  # htmx: stop polling
+    assert b"Download the archive" in done.content
+    download = client.get(f"/exports/{job.pk}/download/")
+    assert download.status_code == 200
+    assert download["Content-Disposition"].startswith("attachment")
+    assert b"".join(download.streaming_content)[:2] == b"PK"
