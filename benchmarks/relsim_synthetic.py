@@ -2,7 +2,7 @@
 compare relation retrieval (P@1, mAP) on held-out images - whose shape x colour pairings never
 occur in training - against the weight-free attribute baselines. Prints a table.
 
-    .venv/bin/python benchmarks/relsim_synthetic.py            # full run (about 10 minutes)
+    .venv/bin/python benchmarks/relsim_synthetic.py            # full run (2-20 minutes: CPU load)
     .venv/bin/python benchmarks/relsim_synthetic.py --quick    # smoke run (about a minute)
 """
 
@@ -37,10 +37,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--work-dir", type=Path, default=Path("var/bench/relsim_synthetic"))
     parser.add_argument("--per-relation", type=int, default=100)
     parser.add_argument("--image-size", type=int, default=112)
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--curve-points", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
