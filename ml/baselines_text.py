@@ -240,8 +240,7 @@ class MiniLMTextEncoder:
         self.name = "minilm"
 
     def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        vectors = self.tower.encode(list(texts)).numpy()
-        return l2_normalise(vectors.reshape(len(texts), -1) if len(texts) else vectors)
+        return l2_normalise(self.tower.encode(list(texts)).numpy())
 
 
 class CaptionTextEmbedder:

@@ -159,9 +159,12 @@ def _sniff_mime(data: bytes) -> str | None:
 
 def image_data_url(image: ImageInput, *, max_side: int | None = None) -> str:
     """A base64 data URL. PNG, JPEG, WebP and GIF bytes or files go as they are unless larger
-    than `max_side`; anything else (and every PIL image) is re-encoded as PNG."""
+    than `max_side`; anything else (and every PIL image) is re-encoded as PNG. A string that
+    already is a data: or http(s): URL is passed on unchanged."""
     if isinstance(image, Image.Image):
         return _png_url(image, max_side)
+    if isinstance(image, str) and image.startswith(("data:image/", "http://", "https://")):
+        return image
     data = Path(image).read_bytes() if isinstance(image, (str, Path)) else bytes(image)
     mime = _sniff_mime(data)
     if mime is not None:

@@ -230,6 +230,20 @@ def test_image_files_are_sent_as_they_are(server: FakeServer, tmp_path: Any) -> 
     assert urls == [expected, expected]
 
 
+def test_image_urls_are_passed_on_unchanged(server: FakeServer) -> None:
+    url = "https://images.example/q.png"
+    data_url = "data:image/png;base64,iVBORw0KGgo="
+    judge_pair(url, data_url, config(server))
+    parts = server.requests[0]["body"]["messages"][-1]["content"]
+    assert [p["image_url"]["url"] for p in parts if p["type"] == "image_url"] == [url, data_url]
+
+
+def test_an_unreadable_image_is_an_error_without_a_request(server: FakeServer) -> None:
+    result = judge_pair(b"not an image", picture(1), config(server))
+    assert (result.status, result.attempts) == ("error", 0)
+    assert server.requests == []
+
+
 def test_large_images_are_shrunk_before_sending(server: FakeServer) -> None:
     big = Image.new("RGB", (400, 200), (5, 6, 7))
     judge_pair(big, big, config(server, max_image_side=100))
