@@ -193,9 +193,19 @@ def test_training_runs_in_bf16_on_a_gpu_and_the_checkpoint_reloads(
     tiny_backbone: Path, tmp_path: Path
 ) -> None:
     from ml.checkpoint import load_checkpoint
+    from ml.tiny_text_model import build_tiny_text_model
 
     data = write_export(tmp_path / "data")
-    config = tiny_config(data, tmp_path / "gpu", tiny_backbone, gradient_checkpointing=True)
+    # The test is about bf16 training on CUDA, not the caption encoder: a tiny random one will
+    # do, and it needs no package that a GPU machine may lack.
+    text_model = build_tiny_text_model(tmp_path / "text_model")
+    config = tiny_config(
+        data,
+        tmp_path / "gpu",
+        tiny_backbone,
+        gradient_checkpointing=True,
+        text_model=str(text_model),
+    )
     result = train_relsim(config)
     assert result.global_step == 4 and result.checkpoint is not None
     rows = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
