@@ -341,7 +341,12 @@ class _Run:
             patch_vision_attention(model.backbone)
         if config.gradient_checkpointing:
             # Only the language model: the frozen vision tower then stays out of autograd.
-            model.core.language_model.activation_checkpointing_enable({"use_reentrant": False})
+            language_model = model.core.language_model
+            # Older transformers 5.x (5.17 seen on a GPU machine) only has the older name.
+            enable = getattr(language_model, "activation_checkpointing_enable", None)
+            if enable is None:
+                enable = language_model.gradient_checkpointing_enable
+            enable({"use_reentrant": False})
         loss_fn = ContrastiveLoss(
             config.temperature,
             learnable=config.learnable_temperature,
