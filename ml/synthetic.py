@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
+from torch.utils.data import Dataset
 
 from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress
+from ml.preprocess import preprocess_image
 from ml.synthetic_relations import RELATIONS, Relation
 from ml.synthetic_shapes import SPLITS, Style, random_style
 
@@ -33,6 +35,7 @@ __all__ = [
     "Relation",
     "Style",
     "SyntheticDataset",
+    "SyntheticStream",
     "draw_example",
     "generate_dataset",
     "read_labels",
@@ -101,6 +104,51 @@ def draw_example(
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
     relation = relation_by_name(relation_name)
     return _render(relation, f"example/{relation.name}/{split}/{seed}", size, split)
+
+
+class SyntheticStream(Dataset[tuple[Image.Image, str, int]]):
+    """`length` distinct images drawn on demand, item i showing relation i mod 10, as
+    (image preprocessed to `image_size`, caption, i): a training set as large as the number of
+    images a run looks at, so that no image is seen twice and nothing is stored. Drawn from
+    their own seeds, never those of `generate_dataset`; picklable for DataLoader workers."""
+
+    def __init__(
+        self,
+        length: int,
+        *,
+        image_size: int,
+        seed: int = 0,
+        draw_size: int | None = None,
+        split: str = "train",
+    ) -> None:
+        if length < 1:
+            raise ValueError("length must be at least 1")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+        self.length = length
+        self.image_size = image_size
+        # Drawing at the training size is about 3x cheaper than drawing big and shrinking.
+        self.draw_size = draw_size or image_size
+        self.seed = seed
+        self.split = split
+
+    def __len__(self) -> int:
+        return self.length
+
+    def relation(self, index: int) -> Relation:
+        return RELATIONS[index % len(RELATIONS)]
+
+    def captions(self) -> list[str]:
+        """Every caption the stream can yield, in relation order."""
+        return [relation.caption for relation in RELATIONS[: min(self.length, len(RELATIONS))]]
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, str, int]:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        relation = self.relation(index)
+        key = f"stream/{self.seed}/{self.split}/{index}"
+        image = _render(relation, key, self.draw_size, self.split)
+        return preprocess_image(image, self.image_size), relation.caption, index
 
 
 def _png_bytes(image: Image.Image) -> bytes:

