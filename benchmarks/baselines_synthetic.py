@@ -6,7 +6,7 @@ CLIP, DINOv2 and the captioning Qwen2.5-VL are tiny RANDOMLY initialised models 
 access): their rows measure the pipeline, not the pretrained models. Tuned CLIP / DINO are
 trained on the synthetic train split with relsim's loss on the CPU.
 
-    .venv/bin/python benchmarks/baselines_synthetic.py                 # a few minutes
+    .venv/bin/python benchmarks/baselines_synthetic.py                 # ~10 min on 2 free cores
     .venv/bin/python benchmarks/baselines_synthetic.py --quick         # under a minute
     .venv/bin/python benchmarks/baselines_synthetic.py --relsim var/bench/.../checkpoint-600
 """
@@ -59,9 +59,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=112, help="tiny towers' input side")
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--tuned-steps", type=int, default=600)
+    parser.add_argument("--tuned-steps", type=int, default=1000)
     parser.add_argument("--tuned-batch", type=int, default=32)
-    parser.add_argument("--tuned-lr", type=float, default=2e-3)
+    parser.add_argument("--tuned-lr", type=float, default=1e-3)
     parser.add_argument(
         "--tuned-finetune",
         choices=("full", "lora"),
@@ -139,7 +139,7 @@ def _train_tuned(
         epochs=10_000,
         max_steps=args.tuned_steps,
         lr=args.tuned_lr,
-        warmup_steps=min(30, args.tuned_steps // 10),
+        warmup_steps=min(50, args.tuned_steps // 10),
         seed=args.seed,
     )
 
