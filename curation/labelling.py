@@ -132,15 +132,26 @@ class Agreement:
 
 def agreement(*, limit: int = 200) -> Agreement:
     """How often annotators who labelled the same image agree, and where they did not."""
-    several = Image.objects.annotate(n=Count("interest_labels")).filter(n__gte=2)
-    total = several.count()
-    mixed = several.annotate(
-        yes=Count("interest_labels", filter=Q(interest_labels__interesting=True)),
-        no=Count("interest_labels", filter=Q(interest_labels__interesting=False)),
-    ).filter(yes__gt=0, no__gt=0)
-    disagreeing = mixed.count()
+    # Grouping the labels (not the images) keeps this proportional to the labels given.
+    per_image = (
+        InterestLabel.objects.values("image_id")
+        .annotate(
+            n=Count("id"),
+            yes=Count("id", filter=Q(interesting=True)),
+        )
+        .filter(n__gte=2)
+    )
+    several = mixed = 0
+    mixed_ids: list[int] = []
+    for row in per_image.order_by("image_id"):
+        several += 1
+        if 0 < row["yes"] < row["n"]:
+            mixed += 1
+            if len(mixed_ids) < limit:
+                mixed_ids.append(row["image_id"])
     rows = []
-    for image in mixed.order_by("id").prefetch_related("interest_labels__annotator")[:limit]:
+    images = Image.objects.filter(pk__in=mixed_ids).prefetch_related("interest_labels__annotator")
+    for image in images.order_by("id"):
         labels = list(image.interest_labels.all())
         rows.append(
             Disagreement(
@@ -151,4 +162,4 @@ def agreement(*, limit: int = 200) -> Agreement:
                 ),
             )
         )
-    return Agreement(total, total - disagreeing, rows)
+    return Agreement(several, several - mixed, rows)

@@ -46,25 +46,33 @@ def rank(
     exclude: set[int] | None = None,
     k: int = 24,
 ) -> list[Match]:
-    ids, matrix = source.vectors()
+    ids, matrix = source.vectors()  # ids sorted ascending
     if not len(ids) or not positives:
         return []
-    row_of = {int(image_id): row for row, image_id in enumerate(ids)}
-    pos_rows = [row_of[i] for i in positives if i in row_of]
-    if not pos_rows:
+
+    def rows_of(wanted: list[int]) -> NDArray[np.int64]:
+        found = np.searchsorted(ids, wanted)
+        found = found[found < len(ids)]
+        return found[ids[found] == np.asarray(wanted, dtype=np.int64)[: len(found)]]
+
+    pos_rows = rows_of(sorted(positives))
+    if not len(pos_rows):
         return []
     query = matrix[pos_rows].mean(axis=0)
-    neg_rows = [row_of[i] for i in negatives if i in row_of]
-    if neg_rows:
+    neg_rows = rows_of(sorted(negatives))
+    if len(neg_rows):
         query = query - NEGATIVE_WEIGHT * matrix[neg_rows].mean(axis=0)
     norm = float(np.linalg.norm(query))
     if norm == 0.0:
         return []
     scores = matrix @ (query / norm)
     skip = set(positives) | set(negatives) | (exclude or set())
-    order = np.argsort(-scores, kind="stable")
+    # Only the top few need sorting: partition first, then order that slice.
+    wanted = min(len(scores), k + len(skip))
+    top = np.argpartition(-scores, wanted - 1)[:wanted]
+    top = top[np.lexsort((ids[top], -scores[top]))]
     matches = []
-    for row in order:
+    for row in top:
         image_id = int(ids[row])
         if image_id in skip:
             continue
@@ -81,26 +89,22 @@ class PerceptualHashSimilarity:
     name = "perceptual hash"
     description = "weight-free similarity of 64-bit perceptual hashes (looks, not logic)"
     _lock = threading.Lock()
-    _cache: tuple[tuple[int, int], NDArray[np.int64], NDArray[np.float32]] | None = None
+    _cache: tuple[int, NDArray[np.int64], NDArray[np.float32]] | None = None
 
     def available(self) -> bool:
         return True
 
     def vectors(self) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        stamp = (
-            Image.objects.count(),
-            Image.objects.order_by("-id").values_list("id", flat=True).first() or 0,
-        )
+        # New images raise the highest id; deleted ones are dropped by the caller's lookup.
+        stamp = Image.objects.order_by("-id").values_list("id", flat=True).first() or 0
         with self._lock:
             cached = PerceptualHashSimilarity._cache
             if cached is not None and cached[0] == stamp:
                 return cached[1], cached[2]
             rows = list(Image.objects.order_by("id").values_list("id", "phash"))
-            ids = np.array([r[0] for r in rows], dtype=np.int64)
-            values = np.array([int(r[1], 16) for r in rows], dtype=np.uint64)
-            bits = ((values[:, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1)).astype(
-                np.float32
-            )
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            packed = np.frombuffer(bytes.fromhex("".join(r[1] for r in rows)), dtype=np.uint8)
+            bits = np.unpackbits(packed.reshape(len(rows), 8), axis=1).astype(np.float32)
             matrix = (bits * 2.0 - 1.0) / 8.0  # ±1 over sqrt(64): unit rows
             PerceptualHashSimilarity._cache = (stamp, ids, matrix)
             return ids, matrix

@@ -23,6 +23,7 @@ from curation.roles import role_of
 from curation.similarity import best_source, rank
 
 CURRENT_GROUP = "current_group_id"
+GROUPS_PER_PAGE = 60
 
 
 def _current_group(request: HttpRequest) -> Group | None:
@@ -178,7 +179,7 @@ def agreement(request: HttpRequest) -> HttpResponse:
 @require_GET
 @permission_required(*ANNOTATE)
 def group_list(request: HttpRequest) -> HttpResponse:
-    groups = Group.objects.order_by("-updated_at").select_related("created_by")
+    groups = Group.objects.order_by("-updated_at")
     state, split = request.GET.get("state", ""), request.GET.get("split", "")
     if state in Group.State.values:
         groups = groups.filter(state=state)
@@ -196,10 +197,12 @@ def group_list(request: HttpRequest) -> HttpResponse:
         ),
         Prefetch(
             "captions",
-            queryset=Caption.objects.filter(status__in=["approved", "draft"]),
+            queryset=Caption.objects.filter(status__in=["approved", "draft"]).only(
+                "id", "group_id", "status", "text"
+            ),
             to_attr="live_captions",
         ),
-    )[:200]
+    )[:GROUPS_PER_PAGE]
     context = {
         "groups": groups,
         "states": Group.State.choices,
