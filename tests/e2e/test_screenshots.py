@@ -131,11 +131,6 @@ def _layout_problems(page: Any) -> list[str]:
     return problems
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="static/css/app.css: <kbd> inside a filled button is white on white (label queue "
-    "y/n/s, review A/R); the image page's sha256 line does not wrap and widens the page",
-)
 def test_main_pages_fit_the_screen_and_show_their_shortcut_keys(
     open_page: Any, admin_user_role: Any, world: dict[str, Any]
 ) -> None:
