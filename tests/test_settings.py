@@ -19,7 +19,15 @@ def _load_settings(extra: dict[str, str], *args: str) -> subprocess.CompletedPro
     clean = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DEBUG", "SECRET_KEY"}
+        if k
+        not in {
+            "DATABASE_URL",
+            "CELERY_BROKER_URL",
+            "DEBUG",
+            "SECRET_KEY",
+            # Set by the browser tests' conftest for Playwright; never part of a deployment.
+            "DJANGO_ALLOW_ASYNC_UNSAFE",
+        }
     }
     clean.update(extra)
     cmd = args or (
