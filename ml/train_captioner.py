@@ -12,7 +12,6 @@ import argparse
 import json
 import math
 import random
-import re
 import shutil
 import signal
 import sys
@@ -24,7 +23,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from torch import nn
@@ -43,10 +41,26 @@ from ml.captioner import (
 )
 from ml.preprocess import load_image
 from ml.relsim_data import DataFormatError, read_caption_file
+from ml.run_state import (
+    CHECKPOINT_PREFIX,
+    TRAINING_STATE_FILE,
+    latest_checkpoint,
+    lr_factor,
+)
+from ml.run_state import (
+    list_checkpoints as _checkpoints,
+)
+from ml.run_state import (
+    rng_state as _rng_state,
+)
+from ml.run_state import (
+    seed_everything as _seed_everything,
+)
+from ml.run_state import (
+    set_rng_state as _set_rng_state,
+)
 
-TRAINING_STATE_FILE = "training_state.pt"
 METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_PREFIX = "checkpoint-"
 TRAIN_CAPTIONS = "anonymous_captions_train.jsonl"
 SEED_GROUPS = "seed_group.json"
 _PROGRESS_EVERY_S = 2.0
@@ -140,55 +154,6 @@ class LoopJob:
     loss: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]
     save: Callable[[Path, int], None]  # (folder, global_step): write the model files
     epoch_order: Callable[[int], list[int]] | None = None  # default: a fresh permutation
-
-
-def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
-    """Linear warm-up, then cosine decay from 1 to `floor`."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return floor + (1.0 - floor) * cosine
-
-
-def _checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
-    found = []
-    for path in output_dir.glob(f"{CHECKPOINT_PREFIX}*"):
-        match = re.fullmatch(rf"{CHECKPOINT_PREFIX}(\d+)", path.name)
-        if match and (path / TRAINING_STATE_FILE).is_file():
-            found.append((int(match.group(1)), path))
-    return sorted(found)
-
-
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """Newest complete checkpoint (one with a training state) of a run, if any."""
-    found = _checkpoints(Path(output_dir))
-    return found[-1][1] if found else None
-
-
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def _any_process(accelerator: Accelerator, flag: bool) -> bool:

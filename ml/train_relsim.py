@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
-import re
 import shutil
 import signal
 import sys
@@ -25,7 +23,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from PIL import Image
@@ -39,12 +36,30 @@ from ml.preprocess import check_image_size
 from ml.relsim_data import CaptionedImages, read_caption_file, split_file
 from ml.relsim_inputs import RelsimInputBuilder
 from ml.relsim_model import RelsimConfig, RelsimModel, build_relsim_model
+from ml.run_state import (
+    CHECKPOINT_PREFIX,
+    TRAINING_STATE_FILE,
+    latest_checkpoint,
+)
+from ml.run_state import (
+    list_checkpoints as _checkpoints,
+)
+from ml.run_state import (
+    lr_factor as _lr_factor,
+)
+from ml.run_state import (
+    rng_state as _rng_state,
+)
+from ml.run_state import (
+    seed_everything as _seed_everything,
+)
+from ml.run_state import (
+    set_rng_state as _set_rng_state,
+)
 from ml.synthetic import SyntheticStream
 from ml.text_tower import TextTower
 
-TRAINING_STATE_FILE = "training_state.pt"
 METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_PREFIX = "checkpoint-"
 _PROGRESS_EVERY_S = 2.0
 
 
@@ -221,54 +236,6 @@ class _Schedule:
             chunk = order[micro * self.global_micro : (micro + 1) * self.global_micro]
             batches.append(chunk[rank :: self.processes])
         return batches
-
-
-def _lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return floor + (1.0 - floor) * cosine
-
-
-def _checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
-    found = []
-    for path in output_dir.glob(f"{CHECKPOINT_PREFIX}*"):
-        match = re.fullmatch(rf"{CHECKPOINT_PREFIX}(\d+)", path.name)
-        if match and (path / TRAINING_STATE_FILE).is_file():
-            found.append((int(match.group(1)), path))
-    return sorted(found)
-
-
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """Newest complete checkpoint (one with a training state) of a run, if any."""
-    found = _checkpoints(Path(output_dir))
-    return found[-1][1] if found else None
-
-
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def _param_groups(
