@@ -25,10 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
 from ml.attribute_baselines import attribute_baselines
-from ml.backbone import build_tiny_vlm, load_qwen_model, quiet_transformers
+from ml.backbone import build_tiny_vlm
 from ml.checkpoint import load_checkpoint
 from ml.relsim_data import read_split
 from ml.retrieval_metrics import evaluate_retrieval
@@ -88,21 +87,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _fan_in_init(folder: Path, seed: int) -> None:
-    """Re-draw the backbone's linear and convolution weights with PyTorch's fan-in scaled
-    init. Qwen's std of 0.02 suits widths in the thousands; at widths near 100 it leaves
-    attention uniform and every block close to the identity, so a run sits for hundreds
-    of steps at chance before layout starts to matter."""
-    model = load_qwen_model(folder)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for module in model.modules():
-            if isinstance(module, (nn.Linear, nn.Conv3d)):
-                module.reset_parameters()
-    with quiet_transformers():
-        model.save_pretrained(folder)
-
-
 def _relation_rows(data_dir: Path, split: str) -> tuple[list[Image.Image], list[str]]:
     labels = read_labels(data_dir)
     records = read_split(data_dir, split)
@@ -139,9 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         vision_heads=4,
         vision_intermediate_size=2 * args.vision_hidden,
         max_image_size=args.image_size,
+        init=args.init,
     )
-    if args.init == "fan-in":
-        _fan_in_init(backbone, args.seed)
     run_dir = work / f"run_{time.strftime('%Y%m%d_%H%M%S')}"
     save_every = max(1, args.steps // args.curve_points)
     config = TrainConfig(

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from torch import nn
 from transformers import (
     AutoTokenizer,
     PreTrainedTokenizerBase,
@@ -144,6 +145,9 @@ def _token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
     return int(token_id)
 
 
+TINY_INITS = ("qwen", "fan-in")
+
+
 def build_tiny_vlm(
     out_dir: str | Path,
     *,
@@ -159,10 +163,18 @@ def build_tiny_vlm(
     vision_intermediate_size: int = 64,
     max_image_size: int = 224,
     tokenizer_vocab_size: int = 400,
+    init: str = "qwen",
 ) -> Path:
     """Write a randomly initialised Qwen2.5-VL (real architecture, tiny sizes) with a tiny BPE
     tokenizer carrying Qwen's special tokens, a chat template and the PIL image processor.
-    The same seed gives the same weights. Returns the folder, loadable by `load_vlm`."""
+    The same seed gives the same weights. Returns the folder, loadable by `load_vlm`.
+
+    `init`: "qwen" keeps the model's own normal(0, 0.02) weights; "fan-in" re-draws linear
+    and convolution weights with PyTorch's fan-in scaled init. At widths near 100 Qwen's init
+    leaves attention uniform and every block close to the identity, so a model trained from
+    scratch sits for hundreds of steps at chance; use "fan-in" to train one from scratch."""
+    if init not in TINY_INITS:
+        raise ValueError(f"init must be one of {TINY_INITS}, not {init!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = _train_tiny_tokenizer(tokenizer_vocab_size)
@@ -211,6 +223,10 @@ def build_tiny_vlm(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config)
+        if init == "fan-in":
+            for module in model.modules():
+                if isinstance(module, (nn.Linear, nn.Conv3d)):
+                    module.reset_parameters()
     image_processor = Qwen2VLImageProcessorPil(
         min_pixels=56 * 56, max_pixels=max_image_size * max_image_size
     )

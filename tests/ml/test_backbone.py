@@ -76,3 +76,21 @@ def test_preprocess_centre_crops_to_a_square_and_resizes() -> None:
 def test_preprocess_rejects_sizes_the_vision_tower_cannot_tile() -> None:
     with pytest.raises(ValueError, match="multiple of 28"):
         preprocess_image(Image.new("RGB", (64, 64)), 64)
+
+
+def test_fan_in_init_redraws_linear_weights_at_their_fan_in_scale(tmp_path: Path) -> None:
+    qwen = load_vlm(build_tiny_vlm(tmp_path / "q", seed=3)).model
+    fan_in = load_vlm(build_tiny_vlm(tmp_path / "f", seed=3, init="fan-in")).model
+    again = load_vlm(build_tiny_vlm(tmp_path / "g", seed=3, init="fan-in")).model
+    layer = "model.language_model.layers.0.mlp.down_proj.weight"
+    weights = dict(fan_in.named_parameters())[layer].detach()
+    # Kaiming-uniform with a=sqrt(5): uniform(+-1/sqrt(fan_in)), std 1/sqrt(3 * fan_in).
+    expected = 1 / (3 * weights.shape[1]) ** 0.5
+    assert abs(float(weights.std()) - expected) < 0.1 * expected
+    assert abs(float(dict(qwen.named_parameters())[layer].detach().std()) - 0.02) < 0.002
+    assert torch.equal(weights, dict(again.named_parameters())[layer])
+
+
+def test_an_unknown_init_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="init must be one of"):
+        build_tiny_vlm(tmp_path / "x", init="xavier")
