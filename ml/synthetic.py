@@ -40,6 +40,7 @@ __all__ = [
     "generate_dataset",
     "read_labels",
     "relation_by_name",
+    "render_relation",
 ]
 
 TRAIN_CAPTIONS = "anonymous_captions_train.jsonl"
@@ -89,7 +90,8 @@ def relation_by_name(name: str) -> Relation:
     raise ValueError(f"unknown relation {name!r}; known: {known}")
 
 
-def _render(relation: Relation, key: str, size: int, split: str) -> Image.Image:
+def render_relation(relation: Relation, key: str, size: int, split: str) -> Image.Image:
+    """One image of `relation` in `split`'s looks, fixed by the string `key`."""
     # String seeds are hashed with SHA-512 by `random`, so the stream is stable across runs.
     rng = random.Random(key)
     style = random_style(rng, split)
@@ -103,7 +105,7 @@ def draw_example(
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
     relation = relation_by_name(relation_name)
-    return _render(relation, f"example/{relation.name}/{split}/{seed}", size, split)
+    return render_relation(relation, f"example/{relation.name}/{split}/{seed}", size, split)
 
 
 class SyntheticStream(Dataset[tuple[Image.Image, str, int]]):
@@ -147,7 +149,7 @@ class SyntheticStream(Dataset[tuple[Image.Image, str, int]]):
             raise IndexError(index)
         relation = self.relation(index)
         key = f"stream/{self.seed}/{self.split}/{index}"
-        image = _render(relation, key, self.draw_size, self.split)
+        image = render_relation(relation, key, self.draw_size, self.split)
         return preprocess_image(image, self.image_size), relation.caption, index
 
 
@@ -215,14 +217,16 @@ def generate_dataset(
                 stopped = True
                 break
             split = "test" if n >= per_relation - n_test_each else "train"
-            data = _png_bytes(_render(relation, f"dataset/{seed}/{relation.name}/{n}", size, split))
+            data = _png_bytes(
+                render_relation(relation, f"dataset/{seed}/{relation.name}/{n}", size, split)
+            )
             digest = hashlib.md5(data).hexdigest()
             # A repeated image would collide on its hash; redraw with another stream instead.
             attempt = 0
             while digest in labels:
                 attempt += 1
                 key = f"dataset/{seed}/{relation.name}/{n}/{attempt}"
-                data = _png_bytes(_render(relation, key, size, split))
+                data = _png_bytes(render_relation(relation, key, size, split))
                 digest = hashlib.md5(data).hexdigest()
             (images_dir / f"{digest}.png").write_bytes(data)
             url = f"synthetic://{relation.name}/{n}"

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 from ml.synthetic_shapes import INSCRIBED, Look, Style, draw_shape, paint_background
 
 # Painting at twice the output size and shrinking gives smooth edges without a renderer.
-_SUPERSAMPLE = 2
+SUPERSAMPLE = 2
 _MARGIN = 0.06
 
 Painter = Callable[[Image.Image, random.Random, Style], None]
@@ -29,7 +29,7 @@ class Relation:
 
     def draw(self, rng: random.Random, size: int, style: Style) -> Image.Image:
         """Draw one RGB image of `size` x `size` pixels showing this relation."""
-        canvas = paint_background(style, size * _SUPERSAMPLE)
+        canvas = paint_background(style, size * SUPERSAMPLE)
         self.paint(canvas, rng, style)
         return canvas.resize((size, size), Image.Resampling.LANCZOS)
 
