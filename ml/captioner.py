@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Generic, Literal, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,6 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLModel
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from ml.backbone import (
-    LoadedVLM,
     load_image_processor,
     load_qwen_model,
     load_tokenizer,
@@ -293,59 +292,99 @@ class TunedVLM(nn.Module):
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
 
 
-def save_tuned_vlm(
-    model: TunedVLM, out_dir: str | Path, config_file: str, payload: dict[str, Any]
-) -> Path:
-    """Adapter (or full backbone) + tokenizer + image processor + our JSON record."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if isinstance(model.backbone, PeftModel):
-        model.backbone.save_pretrained(str(out))
-    else:
-        with quiet_transformers():
-            model.backbone.save_pretrained(str(out / FULL_BACKBONE_DIR))
-    model.tokenizer.save_pretrained(str(out))
-    model.image_processor.save_pretrained(str(out))
-    record = {"config": model.config.to_dict(), **payload}
-    (out / config_file).write_text(json.dumps(record, indent=2), encoding="utf-8")
-    return out
+_ModelT = TypeVar("_ModelT", bound=TunedVLM)
+Backbone = Qwen2_5_VLForConditionalGeneration | PeftModel
 
 
-def read_tuned_record(path: str | Path, config_file: str) -> dict[str, Any]:
-    """Our JSON record of a saved tuned VLM folder."""
-    record_path = Path(path) / config_file
-    if not record_path.is_file():
-        raise FileNotFoundError(f"not a saved model of this kind (no {config_file}): {path}")
-    record: dict[str, Any] = json.loads(record_path.read_text(encoding="utf-8"))
-    return record
+@dataclass(frozen=True)
+class TunedKind(Generic[_ConfigT, _ModelT]):
+    """One kind of tuned VLM (captioner, filter): how it is built from its config, and the
+    JSON record that marks and describes a saved folder of that kind."""
 
+    config_type: type[_ConfigT]
+    make: Callable[[_ConfigT, Backbone, PreTrainedTokenizerBase, Qwen2VLImageProcessorPil], _ModelT]
+    record_file: str
+    format: str
 
-def load_tuned_parts(
-    path: str | Path,
-    config: VLMTuneConfig,
-    *,
-    dtype: torch.dtype = torch.float32,
-    device: str | torch.device = "cpu",
-    trainable: bool = False,
-) -> tuple[Qwen2_5_VLForConditionalGeneration | PeftModel, LoadedVLM]:
-    """Backbone with its adapter, tokenizer and image processor of a saved folder."""
-    folder = Path(path)
-    if config.finetune == "full":
-        model = load_qwen_model(folder / FULL_BACKBONE_DIR, dtype=dtype, device=device)
-    else:
-        model = load_qwen_model(config.backbone, dtype=dtype, device=device)
-    vlm = LoadedVLM(
-        model=model,
-        tokenizer=load_tokenizer(folder),
-        image_processor=load_image_processor(folder),
-    )
-    backbone = prepare_backbone(
-        config,
-        model,
-        adapter_dir=folder if config.finetune == "lora" else None,
-        trainable=trainable,
-    )
-    return backbone, vlm
+    def build(
+        self,
+        config: _ConfigT,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+    ) -> _ModelT:
+        """A fresh, trainable model on the backbone named in `config`."""
+        config.validate()
+        vlm = load_vlm(config.backbone, dtype=dtype, device=device)
+        backbone = prepare_backbone(config, vlm.model, seed=seed)
+        return self.make(config, backbone, vlm.tokenizer, vlm.image_processor)
+
+    def save(
+        self,
+        model: _ModelT,
+        out_dir: str | Path,
+        *,
+        global_step: int = 0,
+        extra: dict[str, Any] | None = None,
+    ) -> Path:
+        """Adapter (or full backbone) + tokenizer + image processor + our JSON record."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        if isinstance(model.backbone, PeftModel):
+            model.backbone.save_pretrained(str(out))
+        else:
+            with quiet_transformers():
+                model.backbone.save_pretrained(str(out / FULL_BACKBONE_DIR))
+        model.tokenizer.save_pretrained(str(out))
+        model.image_processor.save_pretrained(str(out))
+        record = {
+            "config": model.config.to_dict(),
+            "format": self.format,
+            "prompt_version": model.config.prompt_version,
+            "global_step": global_step,
+            "extra": extra or {},
+        }
+        (out / self.record_file).write_text(json.dumps(record, indent=2), encoding="utf-8")
+        return out
+
+    def read_record(self, path: str | Path) -> dict[str, Any]:
+        record_path = Path(path) / self.record_file
+        if not record_path.is_file():
+            raise FileNotFoundError(
+                f"not a saved model of this kind (no {self.record_file}): {path}"
+            )
+        record: dict[str, Any] = json.loads(record_path.read_text(encoding="utf-8"))
+        return record
+
+    def load(
+        self,
+        path: str | Path,
+        *,
+        base_model: str | Path | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+        trainable: bool = False,
+    ) -> _ModelT:
+        """Load a saved model; `base_model` overrides the backbone location it records."""
+        folder = Path(path)
+        config = self.config_type.from_dict(self.read_record(folder)["config"])
+        if base_model is not None:
+            config.backbone = str(base_model)
+        config.validate()
+        if config.finetune == "full":
+            model = load_qwen_model(folder / FULL_BACKBONE_DIR, dtype=dtype, device=device)
+        else:
+            model = load_qwen_model(config.backbone, dtype=dtype, device=device)
+        backbone = prepare_backbone(
+            config,
+            model,
+            adapter_dir=folder if config.finetune == "lora" else None,
+            trainable=trainable,
+        )
+        tuned = self.make(config, backbone, load_tokenizer(folder), load_image_processor(folder))
+        tuned.train(trainable)
+        return tuned
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,55 +443,10 @@ def caption_loss(model: TunedVLM, batch: dict[str, torch.Tensor]) -> torch.Tenso
     return F.cross_entropy(logits, targets[keep])
 
 
-def build_captioner(
-    config: CaptionerConfig,
-    *,
-    dtype: torch.dtype = torch.float32,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-) -> Captioner:
-    """A fresh, trainable captioner on the backbone named in `config`."""
-    config.validate()
-    vlm = load_vlm(config.backbone, dtype=dtype, device=device)
-    backbone = prepare_backbone(config, vlm.model, seed=seed)
-    return Captioner(config, backbone, vlm.tokenizer, vlm.image_processor)
-
-
-def save_captioner(
-    captioner: Captioner,
-    out_dir: str | Path,
-    *,
-    global_step: int = 0,
-    extra: dict[str, Any] | None = None,
-) -> Path:
-    """Adapter (or full backbone) + processor files + captioner_config.json."""
-    payload = {
-        "format": CAPTIONER_FORMAT,
-        "prompt_version": captioner.config.prompt_version,
-        "global_step": global_step,
-        "extra": extra or {},
-    }
-    return save_tuned_vlm(captioner, out_dir, CAPTIONER_CONFIG_FILE, payload)
-
-
-def load_captioner(
-    path: str | Path,
-    *,
-    base_model: str | Path | None = None,
-    dtype: torch.dtype = torch.float32,
-    device: str | torch.device = "cpu",
-    trainable: bool = False,
-) -> Captioner:
-    """Load a saved captioner; `base_model` overrides the backbone location it records."""
-    record = read_tuned_record(path, CAPTIONER_CONFIG_FILE)
-    config = CaptionerConfig.from_dict(record["config"])
-    if base_model is not None:
-        config.backbone = str(base_model)
-    config.validate()
-    backbone, vlm = load_tuned_parts(path, config, dtype=dtype, device=device, trainable=trainable)
-    captioner = Captioner(config, backbone, vlm.tokenizer, vlm.image_processor)
-    captioner.train(trainable)
-    return captioner
+CAPTIONER = TunedKind(CaptionerConfig, Captioner, CAPTIONER_CONFIG_FILE, CAPTIONER_FORMAT)
+build_captioner = CAPTIONER.build
+save_captioner = CAPTIONER.save
+load_captioner = CAPTIONER.load
 
 
 def _stop_ids(captioner: Captioner) -> list[int]:

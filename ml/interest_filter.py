@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,17 +17,8 @@ from PIL import Image
 from transformers import PreTrainedTokenizerBase, Qwen2_5_VLForConditionalGeneration
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from ml.backbone import load_vlm
 from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress
-from ml.captioner import (
-    ChatSample,
-    TunedVLM,
-    VLMTuneConfig,
-    load_tuned_parts,
-    prepare_backbone,
-    read_tuned_record,
-    save_tuned_vlm,
-)
+from ml.captioner import ChatSample, TunedKind, TunedVLM, VLMTuneConfig
 
 FILTER_PROMPT_VERSION = "interest/v1"
 FILTER_CONFIG_FILE = "interest_filter_config.json"
@@ -123,54 +113,10 @@ def interest_loss(
     return F.cross_entropy(logits.float(), labels.to(logits.device), weight=class_weights)
 
 
-def build_filter(
-    config: FilterConfig,
-    *,
-    dtype: torch.dtype = torch.float32,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-) -> InterestFilter:
-    """A fresh, trainable filter on the backbone named in `config`."""
-    config.validate()
-    vlm = load_vlm(config.backbone, dtype=dtype, device=device)
-    backbone = prepare_backbone(config, vlm.model, seed=seed)
-    return InterestFilter(config, backbone, vlm.tokenizer, vlm.image_processor)
-
-
-def save_filter(
-    model: InterestFilter,
-    out_dir: str | Path,
-    *,
-    global_step: int = 0,
-    extra: dict[str, Any] | None = None,
-) -> Path:
-    payload = {
-        "format": FILTER_FORMAT,
-        "prompt_version": model.config.prompt_version,
-        "global_step": global_step,
-        "extra": extra or {},
-    }
-    return save_tuned_vlm(model, out_dir, FILTER_CONFIG_FILE, payload)
-
-
-def load_filter(
-    path: str | Path,
-    *,
-    base_model: str | Path | None = None,
-    dtype: torch.dtype = torch.float32,
-    device: str | torch.device = "cpu",
-    trainable: bool = False,
-) -> InterestFilter:
-    """Load a saved filter; `base_model` overrides the backbone location it records."""
-    record = read_tuned_record(path, FILTER_CONFIG_FILE)
-    config = FilterConfig.from_dict(record["config"])
-    if base_model is not None:
-        config.backbone = str(base_model)
-    config.validate()
-    backbone, vlm = load_tuned_parts(path, config, dtype=dtype, device=device, trainable=trainable)
-    model = InterestFilter(config, backbone, vlm.tokenizer, vlm.image_processor)
-    model.train(trainable)
-    return model
+FILTER = TunedKind(FilterConfig, InterestFilter, FILTER_CONFIG_FILE, FILTER_FORMAT)
+build_filter = FILTER.build
+save_filter = FILTER.save
+load_filter = FILTER.load
 
 
 def score_images(

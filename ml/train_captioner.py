@@ -36,6 +36,7 @@ from ml.captioner import (
     CaptionerConfig,
     ChatSample,
     TunedVLM,
+    VLMTuneConfig,
     build_captioner,
     save_captioner,
 )
@@ -59,6 +60,7 @@ from ml.run_state import (
 from ml.run_state import (
     set_rng_state as _set_rng_state,
 )
+from ml.synthetic_samples import SyntheticCaptionSamples
 
 METRICS_FILE = "metrics.jsonl"
 TRAIN_CAPTIONS = "anonymous_captions_train.jsonl"
@@ -408,23 +410,11 @@ def run_finetune(
     return _Loop(config, accelerator, job, progress, should_stop).run()
 
 
-# ---------------------------------------------------------------------------------------------
-# The captioner's data and entry point
-
-
 @dataclass(kw_only=True)
-class CaptionerTrainConfig(LoopConfig):
-    """One captioner training run; loadable from a JSON file."""
+class TunedLoopConfig(LoopConfig):
+    """A loop that tunes a Qwen2.5-VL: which backbone, and how it is adapted."""
 
-    data_dir: str  # export folder: anonymous_captions_train.jsonl, seed_group.json, images/
     backbone: str  # Qwen2.5-VL folder (tiny or real) or hub name
-    train_file: str | None = None  # default: data_dir/anonymous_captions_train.jsonl
-    groups_file: str | None = None  # default: data_dir/seed_group.json when present
-    use_single_images: bool = True  # (image, caption) pairs
-    use_groups: bool = True  # (k images of a group, group caption) samples
-    group_min_images: int = 2
-    group_max_images: int = 4
-    group_draws_per_epoch: int = 1  # samples drawn from each group per epoch
     image_size: int = 448
     finetune: str = "lora"  # "lora" or "full" (tiny backbones)
     lora_r: int = 16
@@ -432,24 +422,61 @@ class CaptionerTrainConfig(LoopConfig):
     lora_dropout: float = 0.05
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
     freeze_vision: bool = True
-    prompt_version: str = PROMPT_VERSION
 
-    def model_config(self) -> CaptionerConfig:
-        return CaptionerConfig(
-            backbone=self.backbone,
-            image_size=self.image_size,
-            finetune=self.finetune,  # type: ignore[arg-type]
-            lora_r=self.lora_r,
-            lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout,
-            lora_targets=list(self.lora_targets),
-            freeze_vision=self.freeze_vision,
-            prompt_version=self.prompt_version,
-        )
+    def tune_settings(self) -> dict[str, Any]:
+        """The VLMTuneConfig fields these settings fill (not the prompt version)."""
+        return {
+            "backbone": self.backbone,
+            "image_size": self.image_size,
+            "finetune": self.finetune,
+            "lora_r": self.lora_r,
+            "lora_alpha": self.lora_alpha,
+            "lora_dropout": self.lora_dropout,
+            "lora_targets": list(self.lora_targets),
+            "freeze_vision": self.freeze_vision,
+        }
+
+    def model_config(self) -> VLMTuneConfig:
+        return VLMTuneConfig(**self.tune_settings())
 
     def validate(self) -> None:
         super().validate()
         self.model_config().validate()
+
+
+# ---------------------------------------------------------------------------------------------
+# The captioner's data and entry point
+
+
+@dataclass(kw_only=True)
+class CaptionerTrainConfig(TunedLoopConfig):
+    """One captioner training run; loadable from a JSON file."""
+
+    data_dir: str = ""  # export folder: anonymous_captions_train.jsonl, seed_group.json, images/
+    # > 0: train on that many freshly drawn synthetic samples (ml.synthetic_samples) instead
+    # of data_dir, a share `synthetic_group_share` of them groups of the group_*_images sizes.
+    synthetic_train_samples: int = 0
+    synthetic_group_share: float = 0.5
+    train_file: str | None = None  # default: data_dir/anonymous_captions_train.jsonl
+    groups_file: str | None = None  # default: data_dir/seed_group.json when present
+    use_single_images: bool = True  # (image, caption) pairs
+    use_groups: bool = True  # (k images of a group, group caption) samples
+    group_min_images: int = 2
+    group_max_images: int = 4
+    group_draws_per_epoch: int = 1  # samples drawn from each group per epoch
+    prompt_version: str = PROMPT_VERSION
+
+    def model_config(self) -> CaptionerConfig:
+        return CaptionerConfig(**self.tune_settings(), prompt_version=self.prompt_version)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.synthetic_train_samples < 0:
+            raise ValueError("synthetic_train_samples must not be negative")
+        if not 0.0 <= self.synthetic_group_share <= 1.0:
+            raise ValueError("synthetic_group_share must be within [0, 1]")
+        if not self.synthetic_train_samples and not self.data_dir:
+            raise ValueError("data_dir is needed unless synthetic_train_samples is set")
         if not (self.use_single_images or self.use_groups):
             raise ValueError("use_single_images and use_groups are both off: nothing to train")
         if not 1 <= self.group_min_images <= self.group_max_images:
@@ -566,8 +593,18 @@ class CaptionSamples(Dataset[ChatSample]):
         return ChatSample(images, self.prompt.text(len(images)), chosen.caption)
 
 
-def caption_samples(config: CaptionerTrainConfig) -> CaptionSamples:
-    """The training samples a config asks for, read from its export folder."""
+def caption_samples(config: CaptionerTrainConfig) -> CaptionSamples | SyntheticCaptionSamples:
+    """The training samples a config asks for, read from its export folder or drawn."""
+    if config.synthetic_train_samples:
+        return SyntheticCaptionSamples(
+            config.synthetic_train_samples,
+            prompt=get_prompt(config.prompt_version),
+            image_size=config.image_size,
+            group_share=config.synthetic_group_share,
+            min_images=config.group_min_images,
+            max_images=config.group_max_images,
+            seed=config.seed,
+        )
     data_dir = Path(config.data_dir)
     singles: list[CaptionedGroup] = []
     if config.use_single_images:
@@ -634,16 +671,18 @@ def train_captioner(
         seed=config.seed,
     )
 
+    counts = (
+        {"n_synthetic_samples": len(samples)}
+        if isinstance(samples, SyntheticCaptionSamples)
+        else {"n_single_images": len(samples.singles), "n_groups": len(samples.groups)}
+    )
+
     def save(folder: Path, step: int) -> None:
         save_captioner(
             captioner,
             folder,
             global_step=step,
-            extra={
-                "train_config": config.to_dict(),
-                "n_single_images": len(samples.singles),
-                "n_groups": len(samples.groups),
-            },
+            extra={"train_config": config.to_dict(), **counts},
         )
 
     job = LoopJob(

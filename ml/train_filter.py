@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,12 @@ from ml.interest_filter import (
 )
 from ml.preprocess import load_image
 from ml.relsim_data import DataFormatError
+from ml.synthetic_samples import SyntheticFilterSamples
 from ml.train_captioner import (
     FinetuneResult,
-    LoopConfig,
     LoopJob,
     SampleKey,
+    TunedLoopConfig,
     cli_main,
     make_accelerator,
     run_finetune,
@@ -48,41 +49,32 @@ _NO_WORDS = {"no", "n", "false", "0", "not interesting"}
 
 
 @dataclass(kw_only=True)
-class FilterTrainConfig(LoopConfig):
+class FilterTrainConfig(TunedLoopConfig):
     """One filter training run; loadable from a JSON file."""
 
-    data_file: str  # the labels JSONL
-    backbone: str
+    data_file: str = ""  # the labels JSONL
+    # > 0: train on that many freshly drawn synthetic images (ml.synthetic_samples) instead:
+    # relational ones (yes) and clutter (no) at 1 : synthetic_clutter_per_relational.
+    synthetic_train_images: int = 0
+    synthetic_clutter_per_relational: int = 4
     image_dir: str | None = None  # where <md5>.png live; default: beside data_file (or images/)
     imbalance: str = "weighted"  # "weighted" loss, "balanced" sampling, or "none"
-    image_size: int = 448
-    finetune: str = "lora"
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
-    freeze_vision: bool = True
     prompt_version: str = FILTER_PROMPT_VERSION
     lr: float = 1e-4
     warmup_steps: int = 10
     batch_size: int = 16
 
     def model_config(self) -> FilterConfig:
-        return FilterConfig(
-            backbone=self.backbone,
-            image_size=self.image_size,
-            finetune=self.finetune,  # type: ignore[arg-type]
-            lora_r=self.lora_r,
-            lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout,
-            lora_targets=list(self.lora_targets),
-            freeze_vision=self.freeze_vision,
-            prompt_version=self.prompt_version,
-        )
+        return FilterConfig(**self.tune_settings(), prompt_version=self.prompt_version)
 
     def validate(self) -> None:
         super().validate()
-        self.model_config().validate()
+        if self.synthetic_train_images < 0:
+            raise ValueError("synthetic_train_images must not be negative")
+        if self.synthetic_clutter_per_relational < 1:
+            raise ValueError("synthetic_clutter_per_relational must be at least 1")
+        if not self.synthetic_train_images and not self.data_file:
+            raise ValueError("data_file is needed unless synthetic_train_images is set")
         if self.imbalance not in IMBALANCE_MODES:
             raise ValueError(f"imbalance must be one of {IMBALANCE_MODES}")
 
@@ -220,8 +212,20 @@ def train_filter(
     config.validate()
     accelerator = make_accelerator(config)
     progress(0, 1, "reading labels")
-    items = read_filter_labels(config.data_file, image_dir=config.image_dir)
-    labels = [item.label for item in items]
+    prompt = get_filter_prompt(config.prompt_version).text
+    dataset: Dataset[tuple[ChatSample, int]]
+    if config.synthetic_train_images:
+        stream = SyntheticFilterSamples(
+            config.synthetic_train_images,
+            prompt=prompt,
+            image_size=config.image_size,
+            clutter_per_relational=config.synthetic_clutter_per_relational,
+            seed=config.seed,
+        )
+        dataset, labels = stream, stream.labels
+    else:
+        items = read_filter_labels(config.data_file, image_dir=config.image_dir)
+        dataset, labels = FilterSamples(items, prompt, config.image_size), [i.label for i in items]
     weights = class_weights(labels)  # also checks that both classes are present
     progress(0, 1, "loading model")
     torch.manual_seed(config.seed)
@@ -242,10 +246,8 @@ def train_filter(
 
     job = LoopJob(
         model=model,
-        dataset=FilterSamples(
-            items, get_filter_prompt(config.prompt_version).text, config.image_size
-        ),
-        n_samples=len(items),
+        dataset=dataset,
+        n_samples=len(labels),
         collate=_Collate(model),
         loss=_Loss(weights if config.imbalance == "weighted" else None),
         save=save,

@@ -3,7 +3,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,13 +26,7 @@ from tests.ml.conftest import TINY_IMAGE_SIZE, draw_image
 CAPTIONS = ["A {Object} above a {Object}.", "Three {Object}s in a row."]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    # The CPU is shared: one thread per process avoids oversubscription stalls.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_export(folder: Path, count: int = 8) -> Path:
