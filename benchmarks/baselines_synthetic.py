@@ -4,11 +4,17 @@ given. Prints one table and writes the figures to var/bench/baselines.json.
 
 CLIP, DINOv2 and the captioning Qwen2.5-VL are tiny RANDOMLY initialised models here (no hub
 access): their rows measure the pipeline, not the pretrained models. Tuned CLIP / DINO are
-trained on the synthetic train split with relsim's loss on the CPU.
+trained with relsim's loss on the CPU, by default on freshly drawn images as the relsim
+benchmark trains relsim (`--tuned-train-from fixed`: the synthetic train split).
 
-    .venv/bin/python benchmarks/baselines_synthetic.py                 # ~10 min on 2 free cores
+Relsim beside the baselines, on the same held-out images: train it with the relsim benchmark,
+then point this one at its checkpoint and its data set:
+
+    .venv/bin/python benchmarks/relsim_synthetic.py --time-limit 600
+    .venv/bin/python benchmarks/baselines_synthetic.py \
+        --relsim var/bench/relsim_synthetic/full/run_.../checkpoint-N \
+        --data-dir var/bench/relsim_synthetic/full/synthetic_100_0.25_0
     .venv/bin/python benchmarks/baselines_synthetic.py --quick         # under a minute
-    .venv/bin/python benchmarks/baselines_synthetic.py --relsim var/bench/.../checkpoint-600
 """
 
 from __future__ import annotations
@@ -62,6 +68,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tuned-steps", type=int, default=1000)
     parser.add_argument("--tuned-batch", type=int, default=32)
     parser.add_argument("--tuned-lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--tuned-train-from",
+        choices=("stream", "fixed"),
+        default="stream",
+        help="stream: steps x batch freshly drawn images (as relsim); fixed: the train split",
+    )
     parser.add_argument(
         "--tuned-finetune",
         choices=("full", "lora"),
@@ -133,6 +145,10 @@ def _train_tuned(
         kind=kind,
         base_model=str(base),
         data_dir=str(data_dir),
+        synthetic_train_images=(
+            args.tuned_steps * args.tuned_batch if args.tuned_train_from == "stream" else 0
+        ),
+        synthetic_image_size=args.image_size,
         output_dir=str(work / f"tuned_{kind}_{time.strftime('%Y%m%d_%H%M%S')}"),
         finetune=args.tuned_finetune,
         batch_size=args.tuned_batch,
@@ -155,6 +171,7 @@ def _train_tuned(
         "first_loss": float(np.mean(losses[:10])),
         "last_loss": float(np.mean(losses[-10:])),
         "finetune": args.tuned_finetune,
+        "train_from": args.tuned_train_from,
         "lr": args.tuned_lr,
         "batch_size": args.tuned_batch,
     }

