@@ -30,7 +30,7 @@ from ml.baselines_vision import pixel_batch, resolve_device
 from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress
 from ml.losses import ContrastiveLoss, unique_captions
 from ml.relsim_data import CaptionRecord, DataFormatError, read_caption_file, split_file
-from ml.run_state import lr_factor
+from ml.run_state import lr_factor, param_groups
 from ml.synthetic import SyntheticStream
 
 __all__ = [
@@ -381,16 +381,6 @@ def _collate(
     return [item[0] for item in items], [item[1] for item in items]
 
 
-def _param_groups(named: list[tuple[str, nn.Parameter]], decay: float) -> list[dict[str, Any]]:
-    # Biases and norms are not decayed: pulling them to zero has no purpose.
-    matrices = [p for _, p in named if p.ndim >= 2]
-    others = [p for _, p in named if p.ndim < 2]
-    groups: list[dict[str, Any]] = [{"params": matrices, "weight_decay": decay}]
-    if others:
-        groups.append({"params": others, "weight_decay": 0.0})
-    return groups
-
-
 def _batches(n: int, batch_size: int, epoch: int, seed: int) -> list[list[int]]:
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(n, generator=generator).tolist()
@@ -462,7 +452,7 @@ def train_tuned_baseline(
     text_tower.encode(captions)
     loss_fn = ContrastiveLoss(config.temperature).to(accelerator.device)
     named = model.trainable_named_parameters()
-    optimizer = torch.optim.AdamW(_param_groups(named, config.weight_decay), lr=config.lr)
+    optimizer = torch.optim.AdamW(param_groups(named, config.weight_decay), lr=config.lr)
     steps_per_epoch = len(_batches(len(dataset), config.batch_size, 0, config.seed))
     total = steps_per_epoch * config.epochs
     if config.max_steps is not None:

@@ -8,19 +8,14 @@ Several GPUs (DDP): `accelerate launch -m ml.train_captioner --config FILE`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import random
-import shutil
-import signal
-import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from types import FrameType
 from typing import Any, TypeVar
 
 import torch
@@ -28,7 +23,7 @@ from accelerate import Accelerator
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress
+from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress, training_command
 from ml.caption_postprocess import unwrap_caption
 from ml.caption_prompts import PROMPT_VERSION, get_prompt
 from ml.captioner import (
@@ -44,21 +39,13 @@ from ml.preprocess import load_image
 from ml.relsim_data import DataFormatError, read_caption_file
 from ml.run_state import (
     CHECKPOINT_PREFIX,
-    TRAINING_STATE_FILE,
+    any_process,
     latest_checkpoint,
     lr_factor,
-)
-from ml.run_state import (
-    list_checkpoints as _checkpoints,
-)
-from ml.run_state import (
-    rng_state as _rng_state,
-)
-from ml.run_state import (
-    seed_everything as _seed_everything,
-)
-from ml.run_state import (
-    set_rng_state as _set_rng_state,
+    param_groups,
+    restore_training_state,
+    save_training_state,
+    seed_everything,
 )
 from ml.synthetic_samples import SyntheticCaptionSamples
 
@@ -158,14 +145,6 @@ class LoopJob:
     epoch_order: Callable[[int], list[int]] | None = None  # default: a fresh permutation
 
 
-def _any_process(accelerator: Accelerator, flag: bool) -> bool:
-    """True on every process if `flag` is True on any (a stop request must reach all ranks)."""
-    if accelerator.num_processes == 1:
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=accelerator.device)
-    return bool(accelerator.reduce(value, reduction="sum").item() > 0)
-
-
 class _Loop:
     """One run of the loop; `run` trains, saves checkpoints and returns where they are."""
 
@@ -232,13 +211,7 @@ class _Loop:
         named = job.model.trainable_named_parameters()
         if not named:
             raise ValueError("the model has no trainable parameters")
-        # No decay on biases and norms: shrinking them towards 0 has no purpose.
-        decay = [p for _, p in named if p.ndim >= 2]
-        plain = [p for _, p in named if p.ndim < 2]
-        groups: list[dict[str, Any]] = [{"params": decay, "weight_decay": config.weight_decay}]
-        if plain:
-            groups.append({"params": plain, "weight_decay": 0.0})
-        optimizer = torch.optim.AdamW(groups, lr=config.lr)
+        optimizer = torch.optim.AdamW(param_groups(named, config.weight_decay), lr=config.lr)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
             lambda step: lr_factor(step, self.total, config.warmup_steps, config.min_lr_ratio),
@@ -246,9 +219,10 @@ class _Loop:
         global_step = 0
         resumed_from = latest_checkpoint(self.output_dir) if config.resume else None
         if resumed_from is not None:
-            global_step = self._restore(resumed_from, named, optimizer, scheduler)
+            state = restore_training_state(accelerator, resumed_from, named, optimizer, scheduler)
+            global_step = int(state["global_step"])
         else:
-            _seed_everything(config.seed + accelerator.process_index)
+            seed_everything(config.seed + accelerator.process_index)
         trainer = accelerator.prepare(job.model)
 
         last_loss: float | None = None
@@ -307,7 +281,7 @@ class _Loop:
                     window_loss, window_steps, window_samples = 0.0, 0, 0
                     window_start = time.monotonic()
                 self._report(global_step, f"step {global_step}/{self.total} loss {step_loss:.4f}")
-                stop = _any_process(accelerator, self.should_stop())
+                stop = any_process(accelerator, self.should_stop())
                 if global_step % config.save_every == 0 or global_step == self.total or stop:
                     last_saved = self._save(named, optimizer, scheduler, global_step)
                     saved_step = global_step
@@ -341,49 +315,20 @@ class _Loop:
         scheduler: torch.optim.lr_scheduler.LRScheduler,
         global_step: int,
     ) -> Path:
-        accelerator = self.accelerator
         folder = self.output_dir / f"{CHECKPOINT_PREFIX}{global_step}"
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
             self.job.save(folder, global_step)
-            torch.save(
-                {
-                    "global_step": global_step,
-                    "trainable": {n: p.detach().cpu().clone() for n, p in named},
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                },
-                folder / TRAINING_STATE_FILE,
-            )
-        accelerator.wait_for_everyone()
-        torch.save(_rng_state(), folder / f"rng_state_{accelerator.process_index}.pt")
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process and self.config.keep_checkpoints is not None:
-            for step, path in _checkpoints(self.output_dir)[: -self.config.keep_checkpoints]:
-                if step != global_step:
-                    shutil.rmtree(path, ignore_errors=True)
+        save_training_state(
+            self.accelerator,
+            folder,
+            named,
+            optimizer,
+            scheduler,
+            global_step,
+            keep_checkpoints=self.config.keep_checkpoints,
+        )
         return folder
-
-    def _restore(
-        self,
-        folder: Path,
-        named: list[tuple[str, nn.Parameter]],
-        optimizer: torch.optim.Optimizer,
-        scheduler: torch.optim.lr_scheduler.LRScheduler,
-    ) -> int:
-        state = torch.load(folder / TRAINING_STATE_FILE, map_location="cpu", weights_only=False)
-        saved = state["trainable"]
-        if sorted(saved) != sorted(n for n, _ in named):
-            raise ValueError(f"{folder} was written by a different model set-up")
-        with torch.no_grad():
-            for name, param in named:
-                param.copy_(saved[name])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        rng_path = folder / f"rng_state_{self.accelerator.process_index}.pt"
-        if rng_path.is_file():
-            _set_rng_state(torch.load(rng_path, weights_only=False))
-        return int(state["global_step"])
 
 
 def make_accelerator(config: LoopConfig) -> Accelerator:
@@ -663,7 +608,7 @@ def train_captioner(
     progress(0, 1, "reading data")
     samples = caption_samples(config)
     progress(0, 1, "loading model")
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     captioner = build_captioner(
         config.model_config(),
         dtype=config.torch_dtype(),
@@ -696,34 +641,8 @@ def train_captioner(
     return run_finetune(config, accelerator, job, progress=progress, should_stop=should_stop)
 
 
-def cli_main(
-    argv: list[str] | None,
-    description: str,
-    train: Callable[[Path, ProgressFn, StopFn], FinetuneResult],
-) -> int:
-    """`--config FILE` command line: SIGINT/SIGTERM stop after the current step and save."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", required=True, type=Path, help="training config (JSON)")
-    args = parser.parse_args(argv)
-    stop_requested = False
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stop_requested
-        stop_requested = True
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-
-    def report(done: int, total: int, message: str) -> None:
-        print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
-
-    result = train(args.config, report, lambda: stop_requested)
-    print(json.dumps({k: str(v) for k, v in asdict(result).items()}))
-    return 0
-
-
 def _main(argv: list[str] | None = None) -> int:
-    return cli_main(
+    return training_command(
         argv,
         "Train the anonymous captioner.",
         lambda path, progress, stop: train_captioner(

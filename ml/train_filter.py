@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress
+from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress, training_command
 from ml.captioner import ChatSample
 from ml.interest_filter import (
     FILTER_PROMPT_VERSION,
@@ -38,7 +38,6 @@ from ml.train_captioner import (
     LoopJob,
     SampleKey,
     TunedLoopConfig,
-    cli_main,
     make_accelerator,
     run_finetune,
 )
@@ -257,7 +256,7 @@ def train_filter(
 
 
 def _main(argv: list[str] | None = None) -> int:
-    return cli_main(
+    return training_command(
         argv,
         "Train the relational-interest filter.",
         lambda path, progress, stop: train_filter(

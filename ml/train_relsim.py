@@ -9,18 +9,13 @@ as negatives (as in the release)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import shutil
-import signal
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import torch
@@ -29,7 +24,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress
+from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress, training_command
 from ml.checkpoint import save_checkpoint
 from ml.losses import ContrastiveLoss, unique_captions
 from ml.preprocess import check_image_size
@@ -38,23 +33,13 @@ from ml.relsim_inputs import RelsimInputBuilder
 from ml.relsim_model import RelsimConfig, RelsimModel, build_relsim_model
 from ml.run_state import (
     CHECKPOINT_PREFIX,
-    TRAINING_STATE_FILE,
+    any_process,
     latest_checkpoint,
-)
-from ml.run_state import (
-    list_checkpoints as _checkpoints,
-)
-from ml.run_state import (
-    lr_factor as _lr_factor,
-)
-from ml.run_state import (
-    rng_state as _rng_state,
-)
-from ml.run_state import (
-    seed_everything as _seed_everything,
-)
-from ml.run_state import (
-    set_rng_state as _set_rng_state,
+    lr_factor,
+    param_groups,
+    restore_training_state,
+    save_training_state,
+    seed_everything,
 )
 from ml.synthetic import SyntheticStream
 from ml.text_tower import TextTower
@@ -238,26 +223,6 @@ class _Schedule:
         return batches
 
 
-def _param_groups(
-    named: list[tuple[str, nn.Parameter]], weight_decay: float
-) -> list[dict[str, Any]]:
-    # No decay on biases, norms and the temperature: shrinking them towards 0 has no purpose.
-    decay = [p for n, p in named if p.ndim >= 2 and "log_scale" not in n]
-    plain = [p for n, p in named if not (p.ndim >= 2 and "log_scale" not in n)]
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if plain:
-        groups.append({"params": plain, "weight_decay": 0.0})
-    return groups
-
-
-def _any_process(accelerator: Accelerator, flag: bool) -> bool:
-    """True on every process if `flag` is True on any (a stop request must reach all ranks)."""
-    if accelerator.num_processes == 1:
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=accelerator.device)
-    return bool(accelerator.reduce(value, reduction="sum").item() > 0)
-
-
 class _Run:
     """State of one training run; methods are the loop's steps."""
 
@@ -313,7 +278,7 @@ class _Run:
             captions = sorted({record.caption for record in records})
 
         self._report(0, 1, "loading models", force=True)
-        _seed_everything(config.seed)
+        seed_everything(config.seed)
         dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float32
         model = build_relsim_model(
             config.model_config(), dtype=dtype, device=device, seed=config.seed
@@ -342,7 +307,15 @@ class _Run:
         text_tower.encode(sorted(captions))
         step_module = _TrainStep(model, loss_fn)
         named = [(n, p) for n, p in step_module.named_parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(_param_groups(named, config.weight_decay), lr=config.lr)
+        optimizer = torch.optim.AdamW(
+            param_groups(
+                named,
+                config.weight_decay,
+                # The temperature is not decayed either.
+                no_decay=lambda name: "log_scale" in name,
+            ),
+            lr=config.lr,
+        )
         schedule = _Schedule(
             n_samples=len(dataset),
             micro_batch=config.batch_size,
@@ -355,15 +328,16 @@ class _Run:
         total = schedule.total_steps
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
-            lambda step: _lr_factor(step, total, config.warmup_steps, config.min_lr_ratio),
+            lambda step: lr_factor(step, total, config.warmup_steps, config.min_lr_ratio),
         )
 
         global_step = 0
         resumed_from = latest_checkpoint(self.output_dir) if config.resume else None
         if resumed_from is not None:
-            global_step = self._restore(resumed_from, named, optimizer, scheduler)
+            state = restore_training_state(accelerator, resumed_from, named, optimizer, scheduler)
+            global_step = int(state["global_step"])
         else:
-            _seed_everything(config.seed + accelerator.process_index)
+            seed_everything(config.seed + accelerator.process_index)
         trainer = accelerator.prepare(step_module)
         collate = _Collate(model.inputs)
 
@@ -432,7 +406,7 @@ class _Run:
                     window_start = time.monotonic()
                 self._report(global_step, total, f"step {global_step}/{total} loss {step_loss:.4f}")
 
-                stop = _any_process(accelerator, self.should_stop())
+                stop = any_process(accelerator, self.should_stop())
                 if global_step % config.save_every == 0 or global_step == total or stop:
                     last_saved = self._save(
                         model, named, optimizer, scheduler, loss_fn, global_step, schedule
@@ -476,57 +450,24 @@ class _Run:
         folder = self.output_dir / f"{CHECKPOINT_PREFIX}{global_step}"
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            epoch = global_step // schedule.steps_per_epoch
             save_checkpoint(
                 model,
                 folder,
                 global_step=global_step,
-                epoch=epoch,
+                epoch=global_step // schedule.steps_per_epoch,
                 extra={"train_config": self.config.to_dict(), "temperature": loss_fn.temperature},
             )
-            torch.save(
-                {
-                    "global_step": global_step,
-                    "trainable": {n: p.detach().cpu().clone() for n, p in named},
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "schedule": asdict(schedule),
-                },
-                folder / TRAINING_STATE_FILE,
-            )
-        accelerator.wait_for_everyone()
-        # Every process keeps its own random stream (dropout differs per rank).
-        torch.save(_rng_state(), folder / f"rng_state_{accelerator.process_index}.pt")
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process and self.config.keep_checkpoints is not None:
-            for step, path in _checkpoints(self.output_dir)[: -self.config.keep_checkpoints]:
-                if step != global_step:
-                    shutil.rmtree(path, ignore_errors=True)
+        save_training_state(
+            accelerator,
+            folder,
+            named,
+            optimizer,
+            scheduler,
+            global_step,
+            keep_checkpoints=self.config.keep_checkpoints,
+            extra={"schedule": asdict(schedule)},
+        )
         return folder
-
-    def _restore(
-        self,
-        folder: Path,
-        named: list[tuple[str, nn.Parameter]],
-        optimizer: torch.optim.Optimizer,
-        scheduler: torch.optim.lr_scheduler.LRScheduler,
-    ) -> int:
-        state = torch.load(folder / TRAINING_STATE_FILE, map_location="cpu", weights_only=False)
-        saved = state["trainable"]
-        names = [n for n, _ in named]
-        if sorted(saved) != sorted(names):
-            raise ValueError(
-                f"{folder} was written by a different model set-up (trainable parameters differ)"
-            )
-        with torch.no_grad():
-            for name, param in named:
-                param.copy_(saved[name])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        rng_path = folder / f"rng_state_{self.accelerator.process_index}.pt"
-        if rng_path.is_file():
-            _set_rng_state(torch.load(rng_path, weights_only=False))
-        return int(state["global_step"])
 
 
 def train_relsim(
@@ -540,25 +481,13 @@ def train_relsim(
 
 
 def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Train a relsim model.")
-    parser.add_argument("--config", required=True, help="TrainConfig as a JSON file")
-    args = parser.parse_args(argv)
-    config = TrainConfig.from_json(args.config)
-    stop_requested = False
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stop_requested
-        stop_requested = True
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-
-    def report(done: int, total: int, message: str) -> None:
-        print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
-
-    result = train_relsim(config, progress=report, should_stop=lambda: stop_requested)
-    print(json.dumps({k: str(v) for k, v in asdict(result).items()}))
-    return 0
+    return training_command(
+        argv,
+        "Train a relsim model.",
+        lambda path, progress, stop: train_relsim(
+            TrainConfig.from_json(path), progress=progress, should_stop=stop
+        ),
+    )
 
 
 if __name__ == "__main__":

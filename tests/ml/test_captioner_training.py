@@ -10,10 +10,10 @@ import torch
 
 from ml.captioner import load_captioner
 from ml.relsim_data import DataFormatError
+from ml.run_state import TRAINING_STATE_FILE
 from ml.train_captioner import (
     CHECKPOINT_PREFIX,
     METRICS_FILE,
-    TRAINING_STATE_FILE,
     CaptionerTrainConfig,
     _main,
     caption_samples,

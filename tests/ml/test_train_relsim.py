@@ -11,14 +11,8 @@ import pytest
 import torch
 
 from ml.relsim_data import DataFormatError, read_caption_file, read_split
-from ml.train_relsim import (
-    METRICS_FILE,
-    TRAINING_STATE_FILE,
-    TrainConfig,
-    _lr_factor,
-    latest_checkpoint,
-    train_relsim,
-)
+from ml.run_state import TRAINING_STATE_FILE, latest_checkpoint, lr_factor
+from ml.train_relsim import METRICS_FILE, TrainConfig, train_relsim
 from tests.ml.conftest import TINY_IMAGE_SIZE, draw_image
 
 CAPTIONS = [
@@ -103,7 +97,7 @@ def test_config_loads_from_json_and_rejects_unknown_keys(tmp_path: Path) -> None
 
 
 def test_lr_warms_up_then_follows_a_cosine_to_the_floor() -> None:
-    factors = [_lr_factor(step, 10, 2, 0.1) for step in range(11)]
+    factors = [lr_factor(step, 10, 2, 0.1) for step in range(11)]
     assert factors[0] == pytest.approx(0.5) and factors[1] == pytest.approx(1.0)
     assert factors[2] == pytest.approx(1.0)
     assert all(a >= b for a, b in itertools.pairwise(factors[2:]))
