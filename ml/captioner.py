@@ -4,6 +4,7 @@ multi-image chat inputs with masked labels, LoRA set-up, and saving/loading a tu
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from collections.abc import Callable, Sequence
@@ -290,6 +291,24 @@ class TunedVLM(nn.Module):
     def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """What an optimiser updates, in a fixed order (saved optimiser states rely on it)."""
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+
+
+def export_backbone(model: TunedVLM, out_dir: str | Path) -> Path:
+    """A standalone Qwen2.5-VL folder (weights with any LoRA merged in, tokenizer, chat
+    template, image processor) that `load_vlm` reads and any task can be tuned from: a filter
+    started from a captioner, say. The tuned model itself is left as it was."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(model.backbone, PeftModel):
+        # Merging rewrites the base weights in place, so merge a copy.
+        merged = copy.deepcopy(model.backbone).merge_and_unload()
+    else:
+        merged = model.backbone
+    with quiet_transformers():
+        merged.save_pretrained(str(out))
+    model.tokenizer.save_pretrained(str(out))
+    model.image_processor.save_pretrained(str(out))
+    return out
 
 
 _ModelT = TypeVar("_ModelT", bound=TunedVLM)

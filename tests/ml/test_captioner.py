@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ml.backbone import load_vlm
 from ml.caption_prompts import PROMPT_VERSION, get_prompt
 from ml.captioner import (
     IGNORE_INDEX,
@@ -19,6 +20,7 @@ from ml.captioner import (
     caption_groups,
     caption_images,
     caption_loss,
+    export_backbone,
     load_captioner,
     save_captioner,
 )
@@ -183,3 +185,24 @@ def test_drafting_stops_between_batches_when_asked(captioner: Captioner) -> None
 
     results = caption_images(captioner, images, settings=GREEDY, batch_size=2, should_stop=stop)
     assert len(results) == 4
+
+
+def test_an_exported_backbone_carries_the_merged_adapter(
+    captioner: Captioner, tmp_path: Path
+) -> None:
+    samples = [ChatSample([draw_image(3)], get_prompt().text(1), "A {Object}.")]
+    batch = captioner.inputs(samples, padding_side="right")
+    with torch.no_grad():
+        tuned = captioner.model(**captioner.to_device(batch)).logits
+    folder = export_backbone(captioner, tmp_path / "exported")
+    plain = load_vlm(folder)
+    assert plain.tokenizer.chat_template == captioner.tokenizer.chat_template
+    with torch.no_grad():
+        exported = plain.model(**batch).logits
+    torch.testing.assert_close(exported, tuned, atol=1e-4, rtol=1e-4)
+    # The captioner still holds its adapter: exporting merged a copy.
+    assert any("lora_B" in name for name, _ in captioner.named_parameters())
+    base = load_vlm(captioner.config.backbone)
+    with torch.no_grad():
+        untuned = base.model(**batch).logits
+    assert not torch.allclose(untuned, tuned, atol=1e-3)
