@@ -5,7 +5,13 @@ beat single images), and a tiny filter trained on relational vs unstructured clu
 should separate them (ROC AUC) with a threshold that hits a requested keep-rate.
 Prints a table and writes the figures as JSON.
 
-    .venv/bin/python benchmarks/captioner_filter_synthetic.py            # full run
+By default both train on freshly drawn images (ml.synthetic_samples: no image seen twice) from
+a backbone with fan-in scaled init, as the relsim benchmark does; `--train-from fixed` trains
+on the fixed set's train split instead, which a tiny model overfits before it learns much.
+The filter is tuned from the trained captioner's weights, the tiny stand-in for a pretrained
+VLM (`--filter-start scratch`: from the untrained backbone).
+
+    .venv/bin/python benchmarks/captioner_filter_synthetic.py            # full run (~25 min)
     .venv/bin/python benchmarks/captioner_filter_synthetic.py --quick    # smoke run
 """
 
@@ -20,6 +26,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from ml.backbone import build_tiny_vlm
 from ml.caption_prompts import PROMPT_VERSION, PROMPTS, CaptionPrompt
 from ml.captioner import (
     GenerationSettings,
     caption_groups,
+    export_backbone,
     load_captioner,
 )
 from ml.interest_filter import (
@@ -45,7 +53,7 @@ from ml.interest_filter import (
 )
 from ml.relsim_data import read_split
 from ml.synthetic import RELATIONS, generate_dataset, read_labels
-from ml.synthetic_shapes import draw_shape, paint_background, random_style
+from ml.synthetic_clutter import draw_clutter
 from ml.train_captioner import CaptionerTrainConfig, train_captioner
 from ml.train_filter import FilterTrainConfig, train_filter
 
@@ -68,17 +76,41 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--per-relation", type=int, default=100)
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--prompt", choices=["short", "full"], default="short")
-    parser.add_argument("--captioner-steps", type=int, default=600)
-    parser.add_argument("--filter-steps", type=int, default=300)
+    parser.add_argument(
+        "--train-from",
+        choices=("stream", "fixed"),
+        default="stream",
+        help="stream: every training image freshly drawn (none seen twice); fixed: the fixed "
+        "set's train split (and a fixed set of clutter for the filter)",
+    )
+    parser.add_argument(
+        "--init",
+        choices=("fan-in", "qwen"),
+        default="fan-in",
+        help="backbone linear layers: PyTorch's fan-in scaled init, or Qwen's normal(0, 0.02)",
+    )
+    parser.add_argument("--captioner-steps", type=int, default=2500)
+    parser.add_argument("--filter-steps", type=int, default=1500)
+    parser.add_argument("--captioner-time-limit", type=float, default=None, help="seconds")
+    parser.add_argument("--filter-time-limit", type=float, default=None, help="seconds")
+    parser.add_argument(
+        "--filter-start",
+        choices=("captioner", "scratch"),
+        default="captioner",
+        help="captioner: tune the filter from the trained captioner's weights (our stand-in "
+        "for a pretrained VLM: it has seen relations, never clutter or a yes/no question); "
+        "scratch: from the untrained backbone",
+    )
+    parser.add_argument("--group-share", type=float, default=0.5, help="group samples (stream)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--filter-lr", type=float, default=5e-3)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--filter-lr", type=float, default=5e-4)
     parser.add_argument("--clutter-per-relational", type=int, default=4, help="train no:yes")
     parser.add_argument("--filter-yes-per-relation", type=int, default=12)
     parser.add_argument("--keep-rate", type=float, default=0.25)
     parser.add_argument("--curve-points", type=int, default=4)
     parser.add_argument("--group-size", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--num-workers", type=int, default=0, help="image loading processes")
     parser.add_argument("--device", default="auto", help="evaluation device (auto: cuda if any)")
     parser.add_argument("--seed", type=int, default=0)
@@ -94,25 +126,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         args.filter_yes_per_relation = min(args.filter_yes_per_relation, 6)
         args.curve_points = min(args.curve_points, 2)
     return args
-
-
-def draw_clutter(seed: int, size: int, split: str) -> Image.Image:
-    """Unstructured clutter: 3 to 12 objects of 2 to 5 looks at random places and sizes, on the
-    synthetic set's backgrounds and with its split's shape x colour pairings, so that neither
-    background nor look tells clutter from a relation."""
-    rng = random.Random(f"clutter/{split}/{seed}")
-    style = random_style(rng, split)
-    big = size * 2  # painted at twice the size and shrunk, as the relation painters do
-    canvas = paint_background(style, big)
-    draw = ImageDraw.Draw(canvas)
-    looks = [style.look(rng) for _ in range(rng.randint(2, 5))]
-    for _ in range(rng.randint(3, 12)):
-        radius = rng.uniform(0.04, 0.14) * big
-        x = rng.uniform(radius, big - radius)
-        y = rng.uniform(radius, big - radius)
-        look = rng.choice(looks)
-        draw_shape(draw, look.shape, x, y, radius, look.rgb)
-    return canvas.resize((size, size), Image.Resampling.LANCZOS)
 
 
 def _images(data_dir: Path, split: str) -> tuple[list[Image.Image], list[str]]:
@@ -174,13 +187,18 @@ def _write_filter_data(
     n_no = n_yes * args.clutter_per_relational
     for n in range(n_no):
         buffer = io.BytesIO()
-        draw_clutter(n, args.image_size, "train").save(buffer, format="PNG")
+        draw_clutter(f"train/{n}", args.image_size, "train").save(buffer, format="PNG")
         digest = hashlib.md5(buffer.getvalue()).hexdigest()
         (images_dir / f"{digest}.png").write_bytes(buffer.getvalue())
         rows.append({"image_hash": digest, "label": "no"})
     path = folder / "labels.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path, n_yes, n_no
+
+
+def _time_limit(seconds: float | None) -> Callable[[], bool]:
+    started = time.monotonic()
+    return lambda: seconds is not None and time.monotonic() - started > seconds
 
 
 def _checkpoints(run_dir: Path) -> list[Path]:
@@ -197,8 +215,11 @@ def _run_captioner(
 ) -> dict[str, Any]:
     prompt_version = SHORT_PROMPT.version if args.prompt == "short" else PROMPT_VERSION
     run_dir = work / f"captioner_{time.strftime('%Y%m%d_%H%M%S')}"
+    stream = args.train_from == "stream"
     config = CaptionerTrainConfig(
-        data_dir=str(data_dir),
+        data_dir="" if stream else str(data_dir),
+        synthetic_train_samples=args.captioner_steps * args.batch_size if stream else 0,
+        synthetic_group_share=args.group_share,
         output_dir=str(run_dir),
         backbone=str(backbone),
         image_size=args.image_size,
@@ -220,7 +241,7 @@ def _run_captioner(
         num_workers=args.num_workers,
     )
     started = time.monotonic()
-    result = train_captioner(config)
+    result = train_captioner(config, should_stop=_time_limit(args.captioner_time_limit))
     train_s = time.monotonic() - started
 
     test_images, test_relations = _images(data_dir, "test")
@@ -282,6 +303,7 @@ def _run_captioner(
         "group_size": args.group_size,
         "curve": curve,
         "final": curve[-1],
+        "checkpoint": str(result.checkpoint),
         **final,
     }
 
@@ -291,9 +313,15 @@ def _run_filter(
 ) -> dict[str, Any]:
     folder = work / "filter_data"
     labels_path, n_yes, n_no = _write_filter_data(folder, data_dir, args)
+    stream_images = args.filter_steps * args.batch_size if args.train_from == "stream" else 0
+    if stream_images:
+        n_yes = len(range(0, stream_images, args.clutter_per_relational + 1))
+        n_no = stream_images - n_yes
     run_dir = work / f"filter_{time.strftime('%Y%m%d_%H%M%S')}"
     config = FilterTrainConfig(
-        data_file=str(labels_path),
+        data_file="" if stream_images else str(labels_path),
+        synthetic_train_images=stream_images,
+        synthetic_clutter_per_relational=args.clutter_per_relational,
         output_dir=str(run_dir),
         backbone=str(backbone),
         image_size=args.image_size,
@@ -311,11 +339,11 @@ def _run_filter(
         num_workers=args.num_workers,
     )
     started = time.monotonic()
-    train_filter(config)
+    trained = train_filter(config, should_stop=_time_limit(args.filter_time_limit))
     train_s = time.monotonic() - started
 
     relational, _ = _images(data_dir, "test")
-    clutter = [draw_clutter(10_000 + n, args.image_size, "test") for n in range(len(relational))]
+    clutter = [draw_clutter(f"test/{n}", args.image_size, "test") for n in range(len(relational))]
     images = relational + clutter
     truth = np.array([True] * len(relational) + [False] * len(clutter))
     losses = _losses(run_dir)
@@ -344,6 +372,7 @@ def _run_filter(
     precision_choice = choose_threshold(scores, truth, min_precision=0.9)
     return {
         "train_s": train_s,
+        "steps": trained.global_step,
         "n_train_yes": n_yes,
         "n_train_no": n_no,
         "n_test_relational": len(relational),
@@ -389,13 +418,19 @@ def main(argv: list[str] | None = None) -> int:
         vision_heads=4,
         vision_intermediate_size=2 * args.vision_hidden,
         max_image_size=args.image_size,
+        init=args.init,
     )
     started = time.monotonic()
     captioner = _run_captioner(args, work, data_dir, backbone)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # Written now too, so a run cut short still leaves the captioner's figures.
     args.out.write_text(json.dumps({"captioner": captioner}, indent=2), encoding="utf-8")
-    filter_figures = _run_filter(args, work, data_dir, backbone)
+    filter_backbone = backbone
+    if args.filter_start == "captioner":
+        trained = load_captioner(captioner["checkpoint"])
+        filter_backbone = export_backbone(trained, work / "captioner_backbone")
+    filter_figures = _run_filter(args, work, data_dir, filter_backbone)
+    filter_figures["start"] = args.filter_start
     figures = {
         "command": " ".join(["benchmarks/captioner_filter_synthetic.py", *(argv or sys.argv[1:])]),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
@@ -425,6 +460,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print(figures: dict[str, Any], args: argparse.Namespace) -> None:
     cap, fil = figures["captioner"], figures["filter"]
+    stream = args.train_from == "stream"
+    source = (
+        f"freshly drawn samples ({args.group_share:.0%} groups of "
+        f"2-4 images, the rest single images; none seen twice)"
+        if stream
+        else "the fixed set's train split and seed groups"
+    )
+    # Streamed runs never see the fixed set's train images: there they measure seen pairings.
+    fit_name = "train-split pairings (unseen images)" if stream else "training images"
+    start = "the trained captioner" if fil["start"] == "captioner" else "the untrained backbone"
     print(
         f"synthetic set: {args.per_relation} images per relation ({len(TEMPLATES)} relations), "
         f"{args.image_size} px; test images use held-out shape x colour pairings"
@@ -438,7 +483,7 @@ def _print(figures: dict[str, Any], args: argparse.Namespace) -> None:
     print()
     print(
         f"captioner: {cap['steps']} steps, batch {args.batch_size}, lr {args.lr}, prompt "
-        f"{cap['prompt_version']}, trained in {cap['train_s']:.0f} s"
+        f"{cap['prompt_version']}, trained in {cap['train_s']:.0f} s on {source}"
     )
     print(
         f"{'step':>6} {'loss':>7} {'single exact':>13} {'single near':>12} "
@@ -458,7 +503,7 @@ def _print(figures: dict[str, Any], args: argparse.Namespace) -> None:
     )
     fit = cap["train_fit_single"]
     print(
-        f"  fit on training images (single): exact {fit['exact_template_rate']:.3f}, "
+        f"  fit on {fit_name} (single): exact {fit['exact_template_rate']:.3f}, "
         f"nearest {fit['nearest_template_rate']:.3f}"
     )
     print("  exact rate per relation (single images):")
@@ -467,7 +512,8 @@ def _print(figures: dict[str, Any], args: argparse.Namespace) -> None:
     print()
     print(
         f"filter: {fil['n_train_yes']} relational vs {fil['n_train_no']} clutter training images "
-        f"(weighted loss), trained in {fil['train_s']:.0f} s"
+        f"({'freshly drawn, ' if stream else ''}weighted loss), {fil['steps']} steps, lr "
+        f"{args.filter_lr}, started from {start}, trained in {fil['train_s']:.0f} s"
     )
     print(f"{'step':>6} {'loss':>7} {'ROC AUC':>8}")
     for row in fil["curve"]:
@@ -476,7 +522,7 @@ def _print(figures: dict[str, Any], args: argparse.Namespace) -> None:
         f"  held-out: {fil['n_test_relational']} relational + {fil['n_test_clutter']} clutter; "
         f"mean score {fil['mean_score_relational']:.3f} vs {fil['mean_score_clutter']:.3f}"
     )
-    print(f"  ROC AUC on training images (fit): {fil['train_fit_roc_auc']:.3f}")
+    print(f"  ROC AUC on {fit_name}: {fil['train_fit_roc_auc']:.3f}")
     print(
         f"  keep-rate {fil['keep_rate_target']:.2f}: threshold {fil['keep_rate_threshold']:.4f} "
         f"keeps {fil['keep_rate_achieved']:.3f} (precision {fil['keep_rate_precision']:.3f})"
