@@ -357,8 +357,12 @@ def _run_filter(
         curve.append({"step": step, "train_loss": losses[near], "roc_auc": roc_auc(scores, truth)})
     final_filter = load_filter(_checkpoints(run_dir)[-1], device=args.device)
     train_items = [json.loads(line) for line in labels_path.read_text().splitlines()]
-    fit_yes = [row for row in train_items if row["label"] == "yes"][: len(relational)]
-    fit_no = [row for row in train_items if row["label"] == "no"][: len(relational)]
+    # As many of each class as the test pool holds (or as there are), so that both pools
+    # are half relational and a keep-rate means the same on each.
+    all_yes = [row for row in train_items if row["label"] == "yes"]
+    all_no = [row for row in train_items if row["label"] == "no"]
+    n_fit = min(len(relational), len(all_yes), len(all_no))
+    fit_yes, fit_no = all_yes[:n_fit], all_no[:n_fit]
     fit_images = [
         Image.open(row["image"]).convert("RGB")
         if "image" in row
@@ -370,6 +374,10 @@ def _run_filter(
     choice = choose_threshold(scores, truth, keep_rate=args.keep_rate)
     kept = scores >= choice.threshold
     precision_choice = choose_threshold(scores, truth, min_precision=0.9)
+    # A threshold picked on one pool and applied to another: the test pool's unseen pairings
+    # score lower than the calibration pool's, so its keep-rate drifts.
+    transfer = choose_threshold(fit_scores, keep_rate=args.keep_rate)
+    transfer_kept = scores >= transfer.threshold
     return {
         "train_s": train_s,
         "steps": trained.global_step,
@@ -385,6 +393,9 @@ def _run_filter(
         "keep_rate_achieved": float(kept.mean()),
         "keep_rate_met": choice.met,
         "keep_rate_precision": choice.precision,
+        "transferred_threshold": transfer.threshold,
+        "transferred_keep_rate": float(transfer_kept.mean()),
+        "transferred_precision": float(truth[transfer_kept].mean()) if transfer_kept.any() else 0.0,
         "precision_0.9_threshold": precision_choice.threshold,
         "precision_0.9_met": precision_choice.met,
         "precision_0.9_recall": precision_choice.recall,
@@ -526,6 +537,11 @@ def _print(figures: dict[str, Any], args: argparse.Namespace) -> None:
     print(
         f"  keep-rate {fil['keep_rate_target']:.2f}: threshold {fil['keep_rate_threshold']:.4f} "
         f"keeps {fil['keep_rate_achieved']:.3f} (precision {fil['keep_rate_precision']:.3f})"
+    )
+    print(
+        f"  keep-rate {fil['keep_rate_target']:.2f} chosen on the {fit_name} pool, applied to "
+        f"the held-out pool: keeps {fil['transferred_keep_rate']:.3f} (precision "
+        f"{fil['transferred_precision']:.3f})"
     )
     print(
         f"  precision >= 0.9: met {fil['precision_0.9_met']}, recall "
