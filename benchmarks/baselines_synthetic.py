@@ -65,7 +65,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=112, help="tiny towers' input side")
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--tuned-steps", type=int, default=1000)
+    parser.add_argument("--tuned-steps", type=int, default=3000)
     parser.add_argument("--tuned-batch", type=int, default=32)
     parser.add_argument("--tuned-lr", type=float, default=1e-3)
     parser.add_argument(
