@@ -42,7 +42,7 @@ from ml.baselines_tuned import TunedConfig, train_tuned_baseline
 from ml.embedder import Embedder
 from ml.relsim_data import read_split
 from ml.retrieval_metrics import evaluate_retrieval
-from ml.synthetic import generate_dataset, read_labels
+from ml.synthetic import generate_dataset, read_relation_split
 from ml.tiny_vision_models import build_tiny_clip, build_tiny_dinov2
 
 FIXED = ("pixels", "histogram", "phash", "dhash", "clip-i", "dino", "clip-t", "qwen-t")
@@ -88,16 +88,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         args.tuned_steps = min(args.tuned_steps, 40)
         args.caption_tokens = min(args.caption_tokens, 16)
     return args
-
-
-def _split(data_dir: Path, split: str) -> tuple[list[Image.Image], list[str]]:
-    labels = read_labels(data_dir)
-    records = read_split(data_dir, split)
-    images = []
-    for record in records:
-        with Image.open(record.image_path) as image:
-            images.append(image.convert("RGB"))
-    return images, [labels[r.image_hash].relation for r in records]
 
 
 def _score(embedder: Embedder, images: list[Image.Image], labels: list[str]) -> dict[str, Any]:
@@ -188,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         generate_dataset(
             data_dir, seed=args.seed, per_relation=args.per_relation, size=args.draw_size
         )
-    test_images, test_labels = _split(data_dir, "test")
+    test_images, test_labels = read_relation_split(data_dir, "test")
     n_train = len(read_split(data_dir, "train"))
     paths = _models(args, work)
 

@@ -46,13 +46,14 @@ from ml.captioner import (
     load_captioner,
 )
 from ml.interest_filter import (
+    FILTER,
     choose_threshold,
     load_filter,
     roc_auc,
     score_images,
 )
 from ml.relsim_data import read_split
-from ml.synthetic import RELATIONS, generate_dataset, read_labels
+from ml.synthetic import RELATIONS, generate_dataset, read_labels, read_relation_split
 from ml.synthetic_clutter import draw_clutter
 from ml.train_captioner import CaptionerTrainConfig, train_captioner
 from ml.train_filter import FilterTrainConfig, train_filter
@@ -128,16 +129,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _images(data_dir: Path, split: str) -> tuple[list[Image.Image], list[str]]:
-    labels = read_labels(data_dir)
-    images, relations = [], []
-    for record in read_split(data_dir, split):
-        with Image.open(record.image_path) as image:
-            images.append(image.convert("RGB"))
-        relations.append(labels[record.image_hash].relation)
-    return images, relations
-
-
 def _nearest_template(text: str) -> str:
     return max(
         TEMPLATES,
@@ -169,9 +160,7 @@ def _test_groups(
     return groups, group_relations
 
 
-def _write_filter_data(
-    folder: Path, data_dir: Path, args: argparse.Namespace
-) -> tuple[Path, int, int]:
+def _write_filter_data(folder: Path, data_dir: Path, args: argparse.Namespace) -> Path:
     """labels.jsonl: relational train images (yes) and clutter (no) at the requested ratio."""
     images_dir = folder / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
@@ -183,9 +172,7 @@ def _write_filter_data(
         if per_relation.get(relation, 0) < args.filter_yes_per_relation:
             per_relation[relation] = per_relation.get(relation, 0) + 1
             rows.append({"image": str(record.image_path.resolve()), "label": "yes"})
-    n_yes = len(rows)
-    n_no = n_yes * args.clutter_per_relational
-    for n in range(n_no):
+    for n in range(len(rows) * args.clutter_per_relational):
         buffer = io.BytesIO()
         draw_clutter(f"train/{n}", args.image_size, "train").save(buffer, format="PNG")
         digest = hashlib.md5(buffer.getvalue()).hexdigest()
@@ -193,7 +180,7 @@ def _write_filter_data(
         rows.append({"image_hash": digest, "label": "no"})
     path = folder / "labels.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path, n_yes, n_no
+    return path
 
 
 def _time_limit(seconds: float | None) -> Callable[[], bool]:
@@ -244,7 +231,7 @@ def _run_captioner(
     result = train_captioner(config, should_stop=_time_limit(args.captioner_time_limit))
     train_s = time.monotonic() - started
 
-    test_images, test_relations = _images(data_dir, "test")
+    test_images, test_relations = read_relation_split(data_dir, "test")
     groups, group_relations = _test_groups(test_images, test_relations, args.group_size, args.seed)
     losses = _losses(run_dir)
     curve = []
@@ -287,7 +274,7 @@ def _run_captioner(
             "eval_s": eval_s,
         }
     # Fit on training images tells a capacity/optimisation limit from a generalisation one.
-    train_images, train_relations = _images(data_dir, "train")
+    train_images, train_relations = read_relation_split(data_dir, "train")
     every = max(1, len(train_images) // len(test_images))
     fit = caption_groups(
         captioner, [[image] for image in train_images[::every]], settings=GREEDY, batch_size=64
@@ -312,11 +299,8 @@ def _run_filter(
     args: argparse.Namespace, work: Path, data_dir: Path, backbone: Path
 ) -> dict[str, Any]:
     folder = work / "filter_data"
-    labels_path, n_yes, n_no = _write_filter_data(folder, data_dir, args)
+    labels_path = _write_filter_data(folder, data_dir, args)
     stream_images = args.filter_steps * args.batch_size if args.train_from == "stream" else 0
-    if stream_images:
-        n_yes = len(range(0, stream_images, args.clutter_per_relational + 1))
-        n_no = stream_images - n_yes
     run_dir = work / f"filter_{time.strftime('%Y%m%d_%H%M%S')}"
     config = FilterTrainConfig(
         data_file="" if stream_images else str(labels_path),
@@ -341,8 +325,10 @@ def _run_filter(
     started = time.monotonic()
     trained = train_filter(config, should_stop=_time_limit(args.filter_time_limit))
     train_s = time.monotonic() - started
+    assert trained.checkpoint is not None
+    counts = FILTER.read_record(trained.checkpoint)["extra"]  # what the trainer saw
 
-    relational, _ = _images(data_dir, "test")
+    relational, _ = read_relation_split(data_dir, "test")
     clutter = [draw_clutter(f"test/{n}", args.image_size, "test") for n in range(len(relational))]
     images = relational + clutter
     truth = np.array([True] * len(relational) + [False] * len(clutter))
@@ -381,8 +367,8 @@ def _run_filter(
     return {
         "train_s": train_s,
         "steps": trained.global_step,
-        "n_train_yes": n_yes,
-        "n_train_no": n_no,
+        "n_train_yes": counts["n_yes"],
+        "n_train_no": counts["n_no"],
         "n_test_relational": len(relational),
         "n_test_clutter": len(clutter),
         "curve": curve,
@@ -423,11 +409,9 @@ def main(argv: list[str] | None = None) -> int:
         num_layers=args.layers,
         num_heads=4,
         num_kv_heads=2,
-        intermediate_size=2 * args.hidden,
         vision_hidden_size=args.vision_hidden,
         vision_depth=args.vision_depth,
         vision_heads=4,
-        vision_intermediate_size=2 * args.vision_hidden,
         max_image_size=args.image_size,
         init=args.init,
     )

@@ -24,14 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ml.attribute_baselines import attribute_baselines
 from ml.backbone import build_tiny_vlm
 from ml.checkpoint import load_checkpoint
-from ml.relsim_data import read_split
 from ml.retrieval_metrics import evaluate_retrieval
-from ml.synthetic import generate_dataset, read_labels
+from ml.synthetic import generate_dataset, read_relation_split
 from ml.train_relsim import TrainConfig, train_relsim
 
 
@@ -87,16 +85,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _relation_rows(data_dir: Path, split: str) -> tuple[list[Image.Image], list[str]]:
-    labels = read_labels(data_dir)
-    records = read_split(data_dir, split)
-    images = []
-    for record in records:
-        with Image.open(record.image_path) as image:
-            images.append(image.convert("RGB"))
-    return images, [labels[r.image_hash].relation for r in records]
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     torch.set_num_threads(args.threads)
@@ -117,11 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         num_layers=args.layers,
         num_heads=4,
         num_kv_heads=2,
-        intermediate_size=2 * args.hidden,
         vision_hidden_size=args.vision_hidden,
         vision_depth=args.vision_depth,
         vision_heads=4,
-        vision_intermediate_size=2 * args.vision_hidden,
         max_image_size=args.image_size,
         init=args.init,
     )
@@ -158,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     train_s = time.monotonic() - started
 
-    test_images, test_labels = _relation_rows(data_dir, "test")
-    train_images, train_labels = _relation_rows(data_dir, "train")
+    test_images, test_labels = read_relation_split(data_dir, "test")
+    train_images, train_labels = read_relation_split(data_dir, "train")
     rows: list[tuple[str, float, float]] = []
     curve: list[tuple[int, float, float]] = []
     for checkpoint in sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):

@@ -156,11 +156,11 @@ def build_tiny_vlm(
     num_layers: int = 2,
     num_heads: int = 4,
     num_kv_heads: int = 2,
-    intermediate_size: int = 128,
+    intermediate_size: int | None = None,
     vision_hidden_size: int = 32,
     vision_depth: int = 2,
     vision_heads: int = 2,
-    vision_intermediate_size: int = 64,
+    vision_intermediate_size: int | None = None,
     max_image_size: int = 224,
     tokenizer_vocab_size: int = 400,
     init: str = "qwen",
@@ -173,6 +173,9 @@ def build_tiny_vlm(
     and convolution weights with PyTorch's fan-in scaled init. At widths near 100 Qwen's init
     leaves attention uniform and every block close to the identity, so a model trained from
     scratch sits for hundreds of steps at chance; use "fan-in" to train one from scratch."""
+    # MLPs twice as wide as their blocks unless told otherwise.
+    intermediate_size = intermediate_size or 2 * hidden_size
+    vision_intermediate_size = vision_intermediate_size or 2 * vision_hidden_size
     if init not in TINY_INITS:
         raise ValueError(f"init must be one of {TINY_INITS}, not {init!r}")
     out = Path(out_dir)

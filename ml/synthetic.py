@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 
 from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress
 from ml.preprocess import preprocess_image
+from ml.relsim_data import read_split
 from ml.synthetic_relations import RELATIONS, Relation
 from ml.synthetic_shapes import SPLITS, Style, random_style
 
@@ -39,6 +40,7 @@ __all__ = [
     "draw_example",
     "generate_dataset",
     "read_labels",
+    "read_relation_split",
     "relation_by_name",
     "render_relation",
 ]
@@ -283,6 +285,17 @@ def read_labels(out_dir: Path) -> dict[str, ImageLabel]:
         digest: ImageLabel(entry["relation"], entry["split"], entry["url_link"])
         for digest, entry in raw.items()
     }
+
+
+def read_relation_split(out_dir: Path, split: str) -> tuple[list[Image.Image], list[str]]:
+    """A generated data set's `split` as RGB images and, in the same order, their relations."""
+    labels = read_labels(out_dir)
+    images, relations = [], []
+    for record in read_split(out_dir, split):
+        with Image.open(record.image_path) as image:
+            images.append(image.convert("RGB"))
+        relations.append(labels[record.image_hash].relation)
+    return images, relations
 
 
 def _main(argv: list[str] | None = None) -> int:
