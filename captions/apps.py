@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class CaptionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "captions"
+
+    def ready(self) -> None:
+        from captions import receivers  # noqa: F401  (connects the signal receivers)

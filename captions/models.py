@@ -16,6 +16,8 @@ class Caption(models.Model):
         DRAFT = "draft", "draft"
         APPROVED = "approved", "approved"
         REJECTED = "rejected", "rejected"
+        # An approved caption replaced by a newer approved text: kept for the history.
+        SUPERSEDED = "superseded", "superseded"
 
     class Source(models.TextChoices):
         HUMAN = "human", "human"
@@ -95,6 +97,8 @@ class CaptionRevision(models.Model):
         APPROVE = "approve", "approve"
         REJECT = "reject", "reject"
         IMPORT = "import", "import"
+        # The group's members changed under the caption (details: added and removed ids).
+        MEMBERS = "members", "members changed"
 
     caption = models.ForeignKey(Caption, on_delete=models.CASCADE, related_name="revisions")
     actor = models.ForeignKey(
@@ -106,6 +110,7 @@ class CaptionRevision(models.Model):
     status_after = models.CharField(max_length=10, choices=Caption.Status.choices)
     version = models.PositiveIntegerField(help_text="The caption's version after this change.")
     reason = models.CharField(max_length=500, blank=True)
+    details = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,17 +1,19 @@
-"""Writes for captions: create, edit (optimistic locking), approve, reject - each one
-recorded as a revision."""
+"""Writes for captions: create, edit (optimistic locking), approve, reject, and sending a
+caption back to review when its group changes - each one recorded as a revision."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from captions.models import Caption, CaptionRevision, EditPresence
-from captions.text import clean_caption_text
-from curation.models import Group, Image
+from captions.text import clean_caption_text, word_edit_distance
+from curation.models import Group, GroupMember, Image
 
 
 class StaleCaption(Exception):
@@ -62,10 +64,16 @@ def caption_create(
 def caption_edit(
     *, caption: Caption, text: str, based_on_version: int, editor: AbstractBaseUser | None
 ) -> Caption:
-    """Change the text if nobody changed the caption since `based_on_version`."""
+    """Change the text if nobody changed the caption since `based_on_version`.
+
+    An approved caption is never changed in place: the edit becomes a new draft (returned)
+    that goes to review, and the approved text is what exports until a reviewer approves
+    the draft."""
     cleaned = clean_caption_text(text)
     with transaction.atomic():
         before = Caption.objects.select_for_update().get(pk=caption.pk)
+        if before.status == Caption.Status.APPROVED:
+            return _draft_from_approved(before, cleaned, based_on_version, editor)
         updated = Caption.objects.filter(pk=caption.pk, version=based_on_version).update(
             text=cleaned, version=F("version") + 1, updated_at=timezone.now()
         )
@@ -76,11 +84,104 @@ def caption_edit(
     return caption
 
 
+def _draft_from_approved(
+    approved: Caption, text: str, based_on_version: int, editor: AbstractBaseUser | None
+) -> Caption:
+    if approved.version != based_on_version:
+        raise StaleCaption(approved)
+    # Someone already started revising it: edit that draft (the 409 page merges) rather
+    # than put two competing drafts in the review queue.
+    pending = _same_target(approved).filter(status=Caption.Status.DRAFT).first()
+    if pending is not None:
+        raise StaleCaption(pending)
+    if text == approved.text:
+        return approved
+    draft = Caption.objects.create(
+        group=approved.group,
+        image=approved.image,
+        text=text,
+        split=approved.split,
+        status=Caption.Status.DRAFT,
+        source=Caption.Source.HUMAN,
+        author=editor,
+    )
+    _record(
+        draft,
+        actor=editor,
+        action=CaptionRevision.Action.CREATE,
+        before=approved.text,
+        reason=f"revises approved caption #{approved.pk} (v{approved.version})",
+        details={"revises": approved.pk},
+    )
+    return draft
+
+
+def _same_target(caption: Caption) -> QuerySet[Caption]:
+    """The other captions of the same group, or of the same image."""
+    others = Caption.objects.exclude(pk=caption.pk)
+    if caption.group_id:
+        return others.filter(group=caption.group_id).order_by("-updated_at", "-id")
+    return others.filter(image=caption.image_id).order_by("-updated_at", "-id")
+
+
 class ReviewNotAllowed(Exception):
-    """The reviewer may not review this caption (e.g. their own, when that is not allowed)."""
+    """The reviewer may not review this caption (e.g. text they wrote themselves)."""
+
+
+class EditSavedForReview(ReviewNotAllowed):
+    """The reviewer's edit was saved, but approving it is left to another reviewer."""
+
+    def __init__(self, caption: Caption, message: str) -> None:
+        super().__init__(message)
+        self.caption = caption
+
+
+_WRITES_TEXT = {CaptionRevision.Action.CREATE, CaptionRevision.Action.IMPORT}
+
+
+def own_words(caption: Caption, reviewer: AbstractBaseUser, text: str | None = None) -> int | None:
+    """How many words of `text` (default: the caption's) the reviewer wrote: the word edit
+    distance from the last text someone else wrote. None when they wrote it from scratch."""
+    candidate = caption.text if text is None else text
+    for revision in caption.revisions.order_by("-version", "-id"):
+        changed_text = revision.action in _WRITES_TEXT or (
+            revision.action == CaptionRevision.Action.EDIT
+            and revision.text_before != revision.text_after
+        )
+        if not changed_text:
+            continue  # approvals, rejections and member changes write no words
+        if revision.action == CaptionRevision.Action.IMPORT or revision.actor_id != reviewer.pk:
+            return word_edit_distance(revision.text_after, candidate)
+        if revision.action == CaptionRevision.Action.CREATE:
+            # Their own draft: only a revision of an approved caption has others' words.
+            if revision.details.get("revises"):
+                return word_edit_distance(revision.text_before, candidate)
+            return None
+    return None
+
+
+def approval_blocker(
+    caption: Caption, reviewer: AbstractBaseUser, text: str | None = None
+) -> str | None:
+    """Why the reviewer may not approve this text, or None when they may."""
+    if not reviewer.has_perm("captions.review_caption"):
+        return "You may not review captions."
+    if settings.RELSIM_ALLOW_SELF_APPROVAL:
+        return None
+    written = own_words(caption, reviewer, text)
+    if written is None:
+        return "You wrote this caption; another reviewer approves it."
+    limit = settings.RELSIM_REVIEW_EDIT_WORDS
+    if written > limit:
+        return (
+            f"You changed {written} words of this caption, more than the {limit} a reviewer "
+            "may approve of their own; another reviewer approves it."
+        )
+    return None
 
 
 def check_may_review(caption: Caption, reviewer: AbstractBaseUser) -> None:
+    """Rejecting needs the permission, and authors do not reject their own drafts."""
     if not reviewer.has_perm("captions.review_caption"):
         raise ReviewNotAllowed("You may not review captions.")
     own = caption.author_id is not None and caption.author_id == reviewer.pk
@@ -95,29 +196,52 @@ def caption_approve(
     text: str | None = None,
     based_on_version: int | None = None,
 ) -> Caption:
-    """Approve, optionally with an edit first (both or neither happen)."""
-    check_may_review(caption, reviewer)
-    with transaction.atomic():
-        if text is not None and clean_caption_text(text) != caption.text:
-            caption = caption_edit(
-                caption=caption,
-                text=text,
-                based_on_version=caption.version if based_on_version is None else based_on_version,
-                editor=reviewer,
-            )
-        elif based_on_version is not None and based_on_version != caption.version:
-            raise StaleCaption(caption)
+    """Approve, optionally after the reviewer's own edit (one action).
+
+    A reviewer may not approve words they wrote themselves beyond a small edit
+    (RELSIM_REVIEW_EDIT_WORDS); a larger edit is kept as a draft for another reviewer and
+    EditSavedForReview says so. Returns the approved caption (a new row when the caption
+    was already approved and the reviewer changed its text)."""
+    if not reviewer.has_perm("captions.review_caption"):
+        raise ReviewNotAllowed("You may not review captions.")
+    version = caption.version if based_on_version is None else based_on_version
+    edits = text is not None and clean_caption_text(text) != caption.text
+    if not edits:
+        blocker = approval_blocker(caption, reviewer)
+        if blocker:
+            raise ReviewNotAllowed(blocker)
         return _review(
-            caption, reviewer, Caption.Status.APPROVED, CaptionRevision.Action.APPROVE, ""
+            caption, reviewer, Caption.Status.APPROVED, CaptionRevision.Action.APPROVE, "", version
         )
+    assert text is not None
+    with transaction.atomic():
+        edited = caption_edit(caption=caption, text=text, based_on_version=version, editor=reviewer)
+        blocker = approval_blocker(edited, reviewer)
+        if blocker is None:
+            return _review(
+                edited,
+                reviewer,
+                Caption.Status.APPROVED,
+                CaptionRevision.Action.APPROVE,
+                "",
+                edited.version,
+            )
+    raise EditSavedForReview(edited, f"Your edit was saved as a draft. {blocker}")
 
 
-def caption_reject(*, caption: Caption, reviewer: AbstractBaseUser, reason: str) -> Caption:
+def caption_reject(
+    *,
+    caption: Caption,
+    reviewer: AbstractBaseUser,
+    reason: str,
+    based_on_version: int | None = None,
+) -> Caption:
     check_may_review(caption, reviewer)
     if reason not in settings.RELSIM_REJECT_REASONS:
         raise ValueError(f"choose a reason from: {', '.join(settings.RELSIM_REJECT_REASONS)}")
+    version = caption.version if based_on_version is None else based_on_version
     return _review(
-        caption, reviewer, Caption.Status.REJECTED, CaptionRevision.Action.REJECT, reason
+        caption, reviewer, Caption.Status.REJECTED, CaptionRevision.Action.REJECT, reason, version
     )
 
 
@@ -140,19 +264,22 @@ def presence_touch(*, caption: Caption, user: AbstractBaseUser) -> None:
 
 
 def _review(
-    caption: Caption, reviewer: AbstractBaseUser, status: str, action: str, reason: str
+    caption: Caption,
+    reviewer: AbstractBaseUser,
+    status: str,
+    action: str,
+    reason: str,
+    based_on_version: int,
 ) -> Caption:
     with transaction.atomic():
+        current = Caption.objects.select_for_update().get(pk=caption.pk)
+        if current.version != based_on_version:
+            raise StaleCaption(current)
         if status == Caption.Status.APPROVED:
-            # One approved caption per group or image: the previous one steps back to draft.
-            others = Caption.objects.filter(status=Caption.Status.APPROVED).exclude(pk=caption.pk)
-            others = (
-                others.filter(group=caption.group_id)
-                if caption.group_id
-                else others.filter(image=caption.image_id)
-            )
+            # One approved caption per group or image: the one it replaces is kept, superseded.
+            others = _same_target(current).filter(status=Caption.Status.APPROVED)
             for other in others.select_for_update():
-                other.status = Caption.Status.DRAFT
+                other.status = Caption.Status.SUPERSEDED
                 other.version += 1
                 other.save(update_fields=["status", "version", "updated_at"])
                 _record(
@@ -160,18 +287,68 @@ def _review(
                     actor=reviewer,
                     action=CaptionRevision.Action.EDIT,
                     before=other.text,
-                    reason="another caption was approved",
+                    reason=f"replaced by caption #{current.pk}",
                 )
-        Caption.objects.filter(pk=caption.pk).update(
+        Caption.objects.filter(pk=current.pk).update(
             status=status,
             reviewer=reviewer,
             reviewed_at=timezone.now(),
             reject_reason=reason,
             version=F("version") + 1,
+            updated_at=timezone.now(),
         )
         caption.refresh_from_db()
-        _record(caption, actor=reviewer, action=action, before=caption.text, reason=reason)
+        details = {}
+        if status == Caption.Status.APPROVED and caption.group_id:
+            # The images the approved text describes, to show what changed if they change.
+            details["members"] = list(
+                GroupMember.objects.filter(group=caption.group_id)
+                .order_by("position", "id")
+                .values_list("image_id", flat=True)
+            )
+        _record(
+            caption,
+            actor=reviewer,
+            action=action,
+            before=caption.text,
+            reason=reason,
+            details=details,
+        )
     return caption
+
+
+def captions_members_changed(
+    *, group: Group, added: list[int], removed: list[int], actor: AbstractBaseUser | None
+) -> int:
+    """A group whose members changed under its approved caption goes back to review: the
+    caption described other images. Returns how many captions were sent back."""
+    if not added and not removed:
+        return 0
+    parts = []
+    if added:
+        parts.append("added image " + ", ".join(f"#{pk}" for pk in added))
+    if removed:
+        parts.append("removed image " + ", ".join(f"#{pk}" for pk in removed))
+    note = "members changed: " + "; ".join(parts)
+    sent_back = 0
+    with transaction.atomic():
+        approved = Caption.objects.select_for_update().filter(
+            group=group, status=Caption.Status.APPROVED
+        )
+        for caption in approved:
+            caption.status = Caption.Status.DRAFT
+            caption.version += 1
+            caption.save(update_fields=["status", "version", "updated_at"])
+            _record(
+                caption,
+                actor=actor,
+                action=CaptionRevision.Action.MEMBERS,
+                before=caption.text,
+                reason=note[:500],
+                details={"added": added, "removed": removed},
+            )
+            sent_back += 1
+    return sent_back
 
 
 def _record(
@@ -181,6 +358,7 @@ def _record(
     action: str,
     before: str,
     reason: str = "",
+    details: dict[str, Any] | None = None,
 ) -> None:
     CaptionRevision.objects.create(
         caption=caption,
@@ -191,4 +369,5 @@ def _record(
         status_after=caption.status,
         version=caption.version,
         reason=reason,
+        details=details or {},
     )

@@ -57,3 +57,17 @@ def clean_caption_text(text: object) -> str:
 
 def placeholders(text: str) -> list[str]:
     return _PLACEHOLDER.findall(text)
+
+
+def word_edit_distance(before: str, after: str) -> int:
+    """Levenshtein distance over words: how many words were inserted, deleted or replaced."""
+    old, new = before.split(), after.split()
+    previous = list(range(len(new) + 1))
+    for i, word in enumerate(old, start=1):
+        current = [i]
+        for j, other in enumerate(new, start=1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != other))
+            )
+        previous = current
+    return previous[-1]

@@ -111,7 +111,20 @@ def save_caption(request: HttpRequest, caption_id: int) -> HttpResponse:
     except CaptionTextError as exc:
         return _save_error(request, str(exc))
     services.presence_touch(caption=caption, user=request.user)
+    if caption.pk != caption_id:
+        # An approved caption was revised: the text lives on in a new draft under review.
+        return _revision_started(request, caption)
     return _saved(request, caption)
+
+
+def _revision_started(request: HttpRequest, draft: Caption) -> HttpResponse:
+    note = "Saved as a new draft for review; the approved caption stays until it is approved."
+    messages.success(request, note)
+    if request.htmx:
+        response = HttpResponse(note)
+        response["HX-Redirect"] = _editor_url(draft)
+        return response
+    return redirect(_editor_url(draft))
 
 
 def _saved(request: HttpRequest, caption: Caption) -> HttpResponse:
@@ -183,6 +196,7 @@ def review_detail(request: HttpRequest, caption_id: int) -> HttpResponse:
         Caption.objects.select_related("group", "image", "author"), pk=caption_id
     )
     original = selectors.original_text(caption)
+    replaces = selectors.approved_sibling(caption)
     members = (
         [m.image for m in caption.group.members.select_related("image")]
         if caption.group
@@ -198,7 +212,10 @@ def review_detail(request: HttpRequest, caption_id: int) -> HttpResponse:
         "lint": lint_caption(caption.text),
         "reasons": RejectForm().fields["reason"].choices,
         "next_caption": next_caption,
-        "own": caption.author_id == request.user.pk,
+        "blocker": services.approval_blocker(caption, request.user),
+        "replaces": replaces,
+        "replaces_diff": selectors.word_diff(replaces.text, caption.text) if replaces else [],
+        "members_change": selectors.members_change(caption),
     }
     return render(request, "captions/review_detail.html", context)
 
@@ -221,12 +238,15 @@ def review_approve(request: HttpRequest, caption_id: int) -> HttpResponse:
         return HttpResponseBadRequest(form.errors.as_text())
     text = form.cleaned_data.get("text") or None
     try:
-        services.caption_approve(
+        caption = services.caption_approve(
             caption=caption,
             reviewer=request.user,
             text=text,
             based_on_version=form.cleaned_data["version"],
         )
+    except services.EditSavedForReview as exc:
+        messages.warning(request, str(exc))
+        return redirect("review_detail", caption_id=exc.caption.pk)
     except services.ReviewNotAllowed as exc:
         messages.error(request, str(exc))
         return redirect("review_detail", caption_id=caption.pk)
@@ -247,12 +267,15 @@ def review_reject(request: HttpRequest, caption_id: int) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Choose a reason code to reject.")
         return redirect("review_detail", caption_id=caption.pk)
-    if form.cleaned_data["version"] != caption.version:
-        return _conflict(request, caption, caption.text)
     try:
         services.caption_reject(
-            caption=caption, reviewer=request.user, reason=form.cleaned_data["reason"]
+            caption=caption,
+            reviewer=request.user,
+            reason=form.cleaned_data["reason"],
+            based_on_version=form.cleaned_data["version"],
         )
+    except services.StaleCaption as exc:
+        return _conflict(request, exc.current, exc.current.text)
     except services.ReviewNotAllowed as exc:
         messages.error(request, str(exc))
         return redirect("review_detail", caption_id=caption.pk)
@@ -279,7 +302,7 @@ def review_bulk_approve(request: HttpRequest) -> HttpResponse:
         result = services.captions_bulk_approve(captions=captions, reviewer=request.user)
     messages.success(
         request,
-        f"Approved {result['approved']}; skipped {result['skipped']} (your own, "
+        f"Approved {result['approved']}; skipped {result['skipped']} (text you wrote, "
         "or not yours to review).",
     )
     return redirect("review_queue")

@@ -67,16 +67,26 @@ def _take_lease(annotator: AbstractBaseUser, image_id: int) -> bool:
     taken = LabelLease.objects.filter(
         Q(expires_at__lte=timezone.now()) | Q(annotator=annotator), image_id=image_id
     ).update(annotator=annotator, expires_at=_lease_until())
-    if taken:
-        return True
-    try:
-        with transaction.atomic():
-            LabelLease.objects.create(
-                image_id=image_id, annotator=annotator, expires_at=_lease_until()
-            )
-    except IntegrityError:
-        return False  # Another annotator holds it.
-    return True
+    if not taken:
+        try:
+            with transaction.atomic():
+                LabelLease.objects.create(
+                    image_id=image_id, annotator=annotator, expires_at=_lease_until()
+                )
+        except IntegrityError:
+            return False  # Another annotator holds it.
+    # The candidate list may be older than a label someone gave and whose lease they then
+    # released; a label is written before its lease goes, so checking now, with the lease
+    # held, sees it.
+    still_wanted = (
+        _short_of_labels()
+        .filter(pk=image_id)
+        .exclude(interest_labels__annotator=annotator)
+        .exists()
+    )
+    if not still_wanted:
+        LabelLease.objects.filter(image_id=image_id, annotator=annotator).delete()
+    return still_wanted
 
 
 def lease_image(*, annotator: AbstractBaseUser, image: Image) -> bool:

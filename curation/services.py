@@ -35,6 +35,7 @@ from curation.models import (
 )
 from curation.near_duplicates import band_rows
 from curation.reports import ImportReport
+from curation.signals import group_members_changed
 from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress
 
 
@@ -182,11 +183,13 @@ def group_create(
             created_by=user,
             import_key=import_key,
         )
-        group_add_images(group=group, images=images)
+        group_add_images(group=group, images=images, user=user)
     return group
 
 
-def group_add_images(*, group: Group, images: Iterable[Image]) -> int:
+def group_add_images(
+    *, group: Group, images: Iterable[Image], user: AbstractBaseUser | None = None
+) -> int:
     """Append images to a group in order; images already in it are left where they are."""
     with transaction.atomic():
         locked = Group.objects.select_for_update().get(pk=group.pk)
@@ -201,6 +204,8 @@ def group_add_images(*, group: Group, images: Iterable[Image]) -> int:
             present.add(image.pk)
             added.append(GroupMember(group=locked, image=image, position=position))
         GroupMember.objects.bulk_create(added)
+        if added:
+            _members_changed(locked, [m.image_id for m in added], [], user)
     return len(added)
 
 
@@ -230,11 +235,21 @@ def interest_label_set(
     return label
 
 
-def group_remove_image(*, group: Group, image: Image) -> None:
+def group_remove_image(*, group: Group, image: Image, user: AbstractBaseUser | None = None) -> None:
     with transaction.atomic():
-        GroupMember.objects.filter(group=group, image=image).delete()
+        removed, _ = GroupMember.objects.filter(group=group, image=image).delete()
         _renumber(group)
         Group.objects.filter(pk=group.pk).update(updated_at=timezone.now())
+        if removed:
+            _members_changed(group, [], [image.pk], user)
+
+
+def _members_changed(
+    group: Group, added: list[int], removed: list[int], user: AbstractBaseUser | None
+) -> None:
+    # Inside the caller's transaction: a caption is sent back to review with the change or
+    # the change does not happen.
+    group_members_changed.send(sender=Group, group=group, added=added, removed=removed, actor=user)
 
 
 def group_reorder(*, group: Group, image_ids: list[int]) -> None:

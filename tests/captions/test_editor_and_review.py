@@ -13,6 +13,7 @@ from django.urls import reverse
 from captions import services
 from captions.lint import lint_caption
 from captions.models import Caption, CaptionRevision
+from captions.selectors import review_queue as services_review_queue
 from curation.intake import normalise_image
 from curation.services import group_create, image_store
 
@@ -227,7 +228,7 @@ def test_bulk_approve_asks_for_confirmation_and_skips_own_drafts(
     assert theirs.status == Caption.Status.APPROVED and own.status == Caption.Status.DRAFT
 
 
-def test_approving_another_caption_demotes_the_old_one_with_a_revision(
+def test_approving_another_caption_supersedes_the_old_one_with_a_revision(
     group: Any, annotator: Any, reviewer: Any
 ) -> None:
     first = services.caption_create(text="First {Object}.", group=group, author=annotator)
@@ -235,5 +236,8 @@ def test_approving_another_caption_demotes_the_old_one_with_a_revision(
     second = services.caption_create(text="Second {Object}.", group=group, author=annotator)
     services.caption_approve(caption=second, reviewer=reviewer)
     first.refresh_from_db()
-    assert first.status == Caption.Status.DRAFT
-    assert first.revisions.order_by("-version").first().reason == "another caption was approved"
+    assert first.status == Caption.Status.SUPERSEDED
+    assert (
+        first.revisions.order_by("-version").first().reason == f"replaced by caption #{second.pk}"
+    )
+    assert first not in services_review_queue()

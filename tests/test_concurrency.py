@@ -1,0 +1,103 @@
+"""Concurrent work through the real request stack never turns into a server error: the
+loser of a race gets its 409 or waits its turn (run on SQLite as well as PostgreSQL)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
+
+from captions import services
+from captions.models import Caption
+from curation.intake import normalise_image
+from curation.models import Image, InterestLabel
+from curation.services import group_create, image_store
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_databases]
+
+
+def _client(user: Any) -> Client:
+    # Server errors come back as 500 responses, as a browser would see them.
+    client = Client(raise_request_exception=False)
+    client.force_login(user)
+    return client
+
+
+def _together(work: list[Callable[[], None]]) -> None:
+    """Start every callable at the same moment, each in its own thread and connection."""
+    barrier = threading.Barrier(len(work))
+    errors: list[BaseException] = []
+
+    def run(fn: Callable[[], None]) -> None:
+        try:
+            barrier.wait()
+            fn()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(fn,)) for fn in work]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+
+
+def test_simultaneous_saves_of_one_caption_give_one_save_and_one_409_every_round(
+    make_user: Any, png_factory: Any
+) -> None:
+    images = [image_store(normalised=normalise_image(png_factory(n))).image for n in range(2)]
+    group = group_create(title="g", images=images)
+    clients = [_client(make_user(f"ed{n}", "annotator")) for n in range(2)]
+    for round_no in range(10):
+        caption = services.caption_create(text=f"Round {round_no} {{Object}}.", group=group)
+        statuses: list[int] = []
+
+        def save(
+            client: Client, n: int, caption: Caption = caption, statuses: list[int] = statuses
+        ) -> None:
+            response = client.post(
+                reverse("caption_save", args=[caption.pk]),
+                {"text": f"Editor {n} says {{Object}}.", "version": caption.version},
+            )
+            statuses.append(response.status_code)
+
+        _together([lambda c=c, n=n: save(c, n) for n, c in enumerate(clients)])
+        assert sorted(statuses) == [302, 409], f"round {round_no}: {statuses}"
+        caption.refresh_from_db()
+        assert caption.version == 2
+
+
+def test_many_annotators_answering_at_once_lose_no_label(make_user: Any, png_factory: Any) -> None:
+    for n in range(48):
+        image_store(normalised=normalise_image(png_factory(n, size=24)))
+    annotators = [make_user(f"lab{n}", "annotator") for n in range(6)]
+    statuses: list[int] = []
+
+    def label_eight(user: Any) -> None:
+        client = _client(user)
+        for _ in range(8):
+            page = client.get(reverse("label_queue"))
+            statuses.append(page.status_code)
+            # Read the page, not response.context: the test client collects template
+            # contexts through a process-wide signal, which threads would mix up.
+            found = re.search(rb'name="image" value="(\d+)"', page.content)
+            assert found, page.content[:300]
+            answer = client.post(
+                reverse("label_submit"), {"image": int(found.group(1)), "answer": "yes"}
+            )
+            statuses.append(answer.status_code)
+
+    _together([lambda u=u: label_eight(u) for u in annotators])
+    assert 500 not in statuses
+    assert InterestLabel.objects.count() == 48
+    labelled = set(InterestLabel.objects.values_list("image_id", flat=True))
+    assert labelled == set(Image.objects.values_list("pk", flat=True))
