@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,8 +27,12 @@ from curation.services import ImportCancelled, group_create, image_store, intake
 from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress
 
 _ACCEPTED, _DUPLICATE, _GROUP_LINE = "accepted", "duplicate", "group line"
+_UNCAPTIONED = "uncaptioned"
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
 MAX_IMPORT_FILE_BYTES = 512 * 2**20
+# Exit status of an import command that imported the good rows and rejected others, so a
+# script tells it from a clean run (0) and from a file refused whole (1, nothing imported).
+ROWS_REJECTED_EXIT = 3
 
 
 class ImportFileError(Exception):
@@ -73,6 +78,98 @@ class SeedGroupResult:
     groups: list[Group] = field(default_factory=list)
 
 
+def url_file_names(url: str) -> tuple[str, str]:
+    """The two names the release's downloader gives the image of `url`: the md5 of the URL
+    (its --use_hash mode) or the URL's last part with its extension replaced by .png."""
+    hashed = hashlib.md5(url.encode("utf-8", "surrogatepass")).hexdigest() + ".png"
+    # The last part of the whole string, query included, as the downloader takes it.
+    base = posixpath.basename(url)
+    if not base.lower().endswith(".png"):
+        base = posixpath.splitext(base)[0] + ".png"
+    return hashed, base
+
+
+class ReleaseImages:
+    """Finds the image of a URL under an images root, in the layouts the release's
+    downloader writes: `group_<i>/<name>` (i = the row's 0-based position in the file) or
+    a flat folder of `<name>`, where name is md5(url).png or the URL's file name as .png."""
+
+    def __init__(self, root: Path, rows: list[object], max_bytes: int) -> None:
+        self.root = root.resolve()
+        self.max_bytes = max_bytes
+        # A file name that stands for several URLs holds only one of their images (the
+        # downloader skips names it already wrote), so such a name proves nothing.
+        self._row_owners: list[dict[str, set[str]]] = []
+        self._flat_owners: dict[str, set[str]] = {}
+        for row in rows:
+            owners: dict[str, set[str]] = {}
+            for url in _row_urls(row):
+                base = url_file_names(url)[1]
+                owners.setdefault(base, set()).add(url)
+                self._flat_owners.setdefault(base, set()).add(url)
+            self._row_owners.append(owners)
+
+    def candidates(self, url: str, position: int) -> tuple[list[str], list[str]]:
+        """The relative paths to try, in order, and notes on names left out as ambiguous."""
+        hashed, base = url_file_names(url)
+        group = f"group_{position}"
+        row_owners = self._row_owners[position] if position < len(self._row_owners) else {}
+        paths, notes = [f"{group}/{hashed}"], []
+        if len(row_owners.get(base, ())) > 1:
+            notes.append(f"{group}/{base} is the name of several URLs of this row")
+        else:
+            paths.append(f"{group}/{base}")
+        paths.append(hashed)
+        if len(self._flat_owners.get(base, ())) > 1:
+            notes.append(f"{base} is the name of several URLs of the file")
+        else:
+            paths.append(base)
+        return paths, notes
+
+    def read(self, url: str, position: int) -> tuple[bytes, str]:
+        """Return (bytes, the relative path found) or raise ImageNotFound."""
+        paths, notes = self.candidates(url, position)
+        for relative in paths:
+            path = self.root / relative
+            if not _is_file(path):
+                continue
+            if not path.resolve().is_relative_to(self.root):
+                notes.append(f"{relative} leads outside the images root")
+                continue
+            size = path.stat().st_size
+            if size > self.max_bytes:
+                raise _RowError(f"{relative} is {size} bytes, over the {self.max_bytes} byte cap")
+            return path.read_bytes(), relative
+        raise ImageNotFound(paths, notes)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a URL whose last part makes a name too long for the disk
+        return False
+
+
+class ImageNotFound(ImageRefError):
+    """No file for a URL under the images root (and no fetch, or a failed one)."""
+
+    def __init__(self, looked_for: list[str], notes: list[str], fetch_error: str = "") -> None:
+        self.looked_for, self.notes, self.fetch_error = looked_for, notes, fetch_error
+        text = f"not found under the images root (looked for {', '.join(looked_for)})"
+        text += "".join(f"; {note}" for note in notes)
+        super().__init__(text + (f"; {fetch_error}" if fetch_error else ""))
+
+
+def _row_urls(row: object) -> list[str]:
+    if not isinstance(row, dict) or not isinstance(row.get("image_urls"), list):
+        return []
+    return [ref for ref in row["image_urls"] if isinstance(ref, str) and _is_http(ref)]
+
+
+def _is_http(ref: str) -> bool:
+    return ref.strip().lower().startswith(("http://", "https://"))
+
+
 def seed_groups_import(
     *,
     file: Path,
@@ -83,51 +180,93 @@ def seed_groups_import(
     progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
 ) -> SeedGroupResult:
-    """Import the released seed_group.json: each row a group with its approved caption."""
+    """Import the released seed_group.json: each row a group with its approved caption.
+
+    Paths and file:// URLs are read under `images_root`; an http(s) URL is first looked for
+    there as the release's downloader saved it (see ReleaseImages), then fetched if `fetch`.
+    """
     rows = _read_json_file(file)
     if not isinstance(rows, list):
         raise ImportFileError(f"{file} must hold a JSON list of groups, not {type(rows).__name__}")
+    max_bytes = settings.RELSIM_MAX_IMAGE_MB * 2**20
     resolver = RefResolver(
         root=images_root,
         fetch=fetch,
         timeout_s=settings.RELSIM_FETCH_TIMEOUT_S,
-        max_bytes=settings.RELSIM_MAX_IMAGE_MB * 2**20,
+        max_bytes=max_bytes,
     )
+    local = None if images_root is None else ReleaseImages(images_root, rows, max_bytes)
     batch = ImportBatch.objects.create(
         kind=ImportBatch.Kind.SEED_GROUPS, source=str(file), created_by=user
     )
     result = SeedGroupResult(ImportReport(batch_id=batch.pk))
+    report = result.report
     for number, row in enumerate(rows, start=1):
         if should_stop():
-            raise ImportCancelled(result.report.summary())
+            raise ImportCancelled(report.summary())
         name = f"row {number}"
         if isinstance(row, dict) and isinstance(row.get("index_group"), int):
             name += f" (index_group {row['index_group']})"
+        source = _SeedSource(resolver, local, position=number - 1)
         try:
-            group = _import_seed_row(row, resolver, split, batch, user)
+            group = _import_seed_row(row, source, split, batch, user)
         except _RowError as exc:
-            result.report.reject(name, str(exc))
+            report.reject(name, str(exc))
+            report.images_not_found.extend({"name": name, **miss} for miss in source.missing)
         else:
             if group is None:
-                result.report.duplicates += 1
+                report.duplicates += 1
             else:
-                result.report.accepted += 1
+                report.accepted += 1
                 result.groups.append(group)
+                report.normalised.extend(source.normalised)
         progress(number, len(rows), name)
-    batch.report = result.report.as_dict()
+    batch.report = report.as_dict()
     batch.save(update_fields=["report"])
     return result
 
 
+@dataclass
+class _SeedSource:
+    """Reads the images of one row; remembers which URLs it could not find."""
+
+    resolver: RefResolver
+    local: ReleaseImages | None
+    position: int
+    missing: list[dict[str, Any]] = field(default_factory=list)
+    normalised: list[dict[str, Any]] = field(default_factory=list)
+
+    def read(self, ref: object) -> tuple[bytes, str, str]:
+        """Return (bytes, source name, source URL or '')."""
+        if not isinstance(ref, str) or not _is_http(ref):
+            data, url = self.resolver.read(ref)
+            return data, str(ref), url
+        url = ref.strip()
+        if self.local is None:
+            data, _ = self.resolver.read(url)
+            return data, url, url
+        try:
+            data, found = self.local.read(ref, self.position)
+        except ImageNotFound as missing:
+            # On disk first: a URL is fetched only when its file is not there.
+            try:
+                data, _ = self.resolver.read(url)
+            except ImageRefError as exc:
+                raise ImageNotFound(missing.looked_for, missing.notes, str(exc)) from None
+            return data, url, url
+        return data, found, url
+
+
 def _import_seed_row(
     row: object,
-    resolver: RefResolver,
+    source: _SeedSource,
     split: str,
     batch: ImportBatch,
     user: AbstractBaseUser | None,
 ) -> Group | None:
     if not isinstance(row, dict):
         raise _RowError(f"a group must be a JSON object, not {type(row).__name__}")
+    _check_encodable(row)
     try:
         caption = clean_caption_text(row.get("anonymous_caption"))
     except CaptionTextError as exc:
@@ -136,16 +275,30 @@ def _import_seed_row(
     if not isinstance(refs, list):
         raise _RowError("image_urls must be a list")
     images: list[tuple[NormalisedImage, str, str]] = []
+    problems: list[str] = []
     seen: set[str] = set()
     for position, ref in enumerate(refs, start=1):
         try:
-            data, url = resolver.read(ref)
+            data, name, url = source.read(ref)
             normalised = _normalise(data)
         except (ImageRefError, _RowError) as exc:
-            raise _RowError(f"image {position} ({str(ref)[:200]}): {exc}") from None
+            # Every image is tried, so one report names all that is missing from the row.
+            problems.append(f"image {position} ({str(ref)[:200]}): {exc}")
+            if isinstance(exc, ImageNotFound):
+                source.missing.append(
+                    {
+                        "image": position,
+                        "url": str(ref).strip()[:2000],
+                        "looked_for": exc.looked_for,
+                        "reason": str(exc),
+                    }
+                )
+            continue
         if normalised.sha256 not in seen:
             seen.add(normalised.sha256)
-            images.append((normalised, str(ref), url))
+            images.append((normalised, name, url))
+    if problems:
+        raise _RowError(f"{len(problems)} of {len(refs)} images unusable: " + " | ".join(problems))
     if len(images) < 2:
         raise _RowError(
             f"a group needs at least 2 distinct usable images, this row has {len(images)}"
@@ -154,10 +307,15 @@ def _import_seed_row(
     if Group.objects.filter(import_key=key).exists():
         return None
     with transaction.atomic():
-        stored = [
-            image_store(normalised=n, source_name=ref, source_url=url, batch=batch, user=user).image
-            for n, ref, url in images
-        ]
+        stored = []
+        for normalised, name, url in images:
+            saved = image_store(
+                normalised=normalised, source_name=name, source_url=url, batch=batch, user=user
+            )
+            _keep_source_url(saved.image, url)
+            if saved.created and normalised.notes:
+                source.normalised.append({"name": name, "notes": list(normalised.notes)})
+            stored.append(saved.image)
         group = group_create(
             title=_title(caption), images=stored, split=split, user=user, import_key=key
         )
@@ -171,31 +329,72 @@ def _import_seed_row(
     return group
 
 
+def _keep_source_url(image: Image, url: str) -> None:
+    """An image first imported without its URL gets it from a later import."""
+    if url and not image.source_url:
+        Image.objects.filter(pk=image.pk, source_url="").update(source_url=url[:2000])
+        image.source_url = url[:2000]
+
+
+def _check_encodable(row: dict[str, Any]) -> None:
+    # JSON may escape a lone surrogate (\ud800), which no database can store as text.
+    try:
+        json.dumps(row, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _RowError("holds an unpaired surrogate escape (\\ud800-\\udfff), not text") from None
+
+
 def _title(caption: str) -> str:
     return caption if len(caption) <= 80 else caption[:77].rstrip() + "..."
 
 
-# --- anonymous_captions_*.jsonl -------------------------------------------------------------
+# --- anonymous_captions_*.jsonl and random_images_*.jsonl -----------------------------------
 
 
 def split_from_file_name(path: Path) -> str:
     return Split.TEST if "test" in path.stem.lower() else Split.TRAIN
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, object]]:
+_BOM = b"\xef\xbb\xbf"
+
+
+def _count_jsonl_lines(path: Path) -> int:
+    """Refuse a file that is missing or not text at all; return its number of lines."""
     if not path.is_file():
         raise ImportFileError(f"{path} does not exist or is not a file")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise ImportFileError(f"{path} is not UTF-8 text") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield number, _RowError(f"not valid JSON: {exc.msg}")
+        with path.open("rb") as handle:
+            # JSON text never holds a raw NUL byte; a file that does is binary or UTF-16.
+            if b"\0" in handle.read(8192):
+                raise ImportFileError(f"{path} holds NUL bytes: it is not UTF-8 JSON lines")
+            handle.seek(0)
+            return sum(1 for _ in handle)
+    except OSError as exc:
+        raise ImportFileError(f"{path} cannot be read: {exc}") from None
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, object]]:
+    """Each non-blank line with its number, decoded on its own so that a bad line costs only
+    itself. Lines are split on b"\\n" alone: U+2028 inside a JSON string is not a break."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            raw = raw.rstrip(b"\r\n")
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM) :]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield (
+                    number,
+                    _RowError(f"not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start})"),
+                )
+                continue
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield number, _RowError(f"not valid JSON: {exc.msg} (column {exc.colno})")
 
 
 def captions_import(
@@ -210,18 +409,21 @@ def captions_import(
 ) -> ImportReport:
     """Import the released anonymous_captions_*.jsonl with its <image_hash>.png images.
 
+    A line without a "caption" key (random_images_*.jsonl: the benchmark's distractors)
+    adds its image to the pool with no caption. Every image's md5 must be its image_hash.
+
     `group_member_groups` (used by the data set importer) maps md5 -> groups just imported:
     a line that repeats such a group's caption for its member sets the group's split
     instead of creating a single-image caption."""
     split = split or split_from_file_name(file)
     if split not in Split.values:
         raise ImportFileError(f"unknown split {split!r}")
-    rows = list(_jsonl_rows(file))
+    total = _count_jsonl_lines(file)
     batch = ImportBatch.objects.create(
         kind=ImportBatch.Kind.CAPTIONS, source=str(file), created_by=user
     )
     report = ImportReport(batch_id=batch.pk)
-    for done, (number, row) in enumerate(rows, start=1):
+    for number, row in _jsonl_rows(file):
         if should_stop():
             raise ImportCancelled(report.summary())
         name = f"{file.name} line {number}"
@@ -232,16 +434,25 @@ def captions_import(
         except _RowError as exc:
             report.reject(name, str(exc))
         else:
-            if outcome == _ACCEPTED:
+            if outcome.kind in (_ACCEPTED, _UNCAPTIONED):
                 report.accepted += 1
-            elif outcome == _GROUP_LINE:
+                report.uncaptioned += outcome.kind == _UNCAPTIONED
+                if outcome.notes:
+                    report.normalised.append({"name": name, "notes": outcome.notes})
+            elif outcome.kind == _GROUP_LINE:
                 report.group_lines += 1
             else:
                 report.duplicates += 1
-        progress(done, len(rows), name)
+        progress(number, total, name)
     batch.report = report.as_dict()
     batch.save(update_fields=["report"])
     return report
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    kind: str
+    notes: list[str] = field(default_factory=list)
 
 
 def _import_caption_row(
@@ -251,67 +462,111 @@ def _import_caption_row(
     batch: ImportBatch,
     user: AbstractBaseUser | None,
     group_member_groups: dict[str, list[Group]],
-) -> str:
+) -> _Outcome:
     if isinstance(row, _RowError):
         raise row
     if not isinstance(row, dict):
         raise _RowError(f"a line must be a JSON object, not {type(row).__name__}")
+    _check_encodable(row)
     image_hash = row.get("image_hash")
     if not isinstance(image_hash, str) or not _MD5.match(image_hash.lower()):
         raise _RowError("image_hash must be 32 hexadecimal digits (the md5 of the image)")
     image_hash = image_hash.lower()
+    url = row.get("url_link", "")
+    url = url if isinstance(url, str) and url.startswith(("http://", "https://")) else ""
+    if "caption" not in row:
+        return _import_uncaptioned(images_dir, image_hash, url, batch, user)
     try:
         caption = clean_caption_text(row.get("caption"))
     except CaptionTextError as exc:
         raise _RowError(f"caption: {exc}") from None
-    url = row.get("url_link", "")
-    url = url if isinstance(url, str) and url.startswith(("http://", "https://")) else ""
 
     for group in group_member_groups.get(image_hash, []):
         if group.captions.filter(status=Caption.Status.APPROVED, text=caption).exists():
             Group.objects.filter(pk=group.pk).update(split=split)
             Image.objects.filter(md5=image_hash, source_url="").update(source_url=url)
-            return _GROUP_LINE
+            return _Outcome(_GROUP_LINE)
     if GroupMember.objects.filter(
         image__md5=image_hash,
         group__captions__status=Caption.Status.APPROVED,
         group__captions__text=caption,
     ).exists():
-        return _GROUP_LINE  # The line restates a group's caption for one of its members.
+        return _Outcome(_GROUP_LINE)  # The line restates a group's caption for one of its members.
 
-    data = _find_image(images_dir, image_hash)
-    normalised = _normalise(data)
+    normalised = _normalise(_read_hashed_image(images_dir, image_hash))
     with transaction.atomic():
-        image = image_store(
+        stored = image_store(
             normalised=normalised,
             source_name=f"{image_hash}.png",
             source_url=url,
             batch=batch,
             user=user,
-        ).image
-        approved = Caption.objects.filter(image=image, status=Caption.Status.APPROVED).first()
+        )
+        _keep_source_url(stored.image, url)
+        approved = Caption.objects.filter(
+            image=stored.image, status=Caption.Status.APPROVED
+        ).first()
         if approved is not None:
             if approved.text == caption:
-                return _DUPLICATE
+                return _Outcome(_DUPLICATE)
             raise _RowError("the image already has a different approved caption")
         caption_create(
             text=caption,
-            image=image,
+            image=stored.image,
             split=split,
             status=Caption.Status.APPROVED,
             source=Caption.Source.IMPORT,
             author=user,
         )
-    return _ACCEPTED
+    return _Outcome(_ACCEPTED, _intake_notes(stored.created, normalised))
 
 
-def _find_image(images_dir: Path, image_hash: str) -> bytes:
+def _import_uncaptioned(
+    images_dir: Path,
+    image_hash: str,
+    url: str,
+    batch: ImportBatch,
+    user: AbstractBaseUser | None,
+) -> _Outcome:
+    """A distractor: its image joins the pool, with no caption and no split."""
+    normalised = _normalise(_read_hashed_image(images_dir, image_hash))
+    with transaction.atomic():
+        stored = image_store(
+            normalised=normalised,
+            source_name=f"{image_hash}.png",
+            source_url=url,
+            batch=batch,
+            user=user,
+        )
+        _keep_source_url(stored.image, url)
+    if not stored.created:
+        return _Outcome(_DUPLICATE)
+    return _Outcome(_UNCAPTIONED, _intake_notes(True, normalised))
+
+
+def _intake_notes(created: bool, normalised: NormalisedImage) -> list[str]:
+    if not created or not normalised.notes:
+        return []
+    # The stored PNG is a new file, so the export will name it by a new md5.
+    return [*normalised.notes, f"stored with md5 {normalised.md5}"]
+
+
+def _read_hashed_image(images_dir: Path, image_hash: str) -> bytes:
+    """The bytes of <image_hash>.png, checked against the hash: the released hash is the md5
+    of the file as downloaded, before any normalisation."""
     root = images_dir.resolve()
     for candidate in (root / f"{image_hash}.png", root / "images" / f"{image_hash}.png"):
         if candidate.is_file() and candidate.resolve().is_relative_to(root):
             if candidate.stat().st_size > settings.RELSIM_MAX_IMAGE_MB * 2**20:
                 raise _RowError(f"{candidate.name} is over the image size cap")
-            return candidate.read_bytes()
+            data = candidate.read_bytes()
+            actual = hashlib.md5(data).hexdigest()
+            if actual != image_hash:
+                raise _RowError(
+                    f"{candidate.relative_to(root)} has md5 {actual}, not its image_hash"
+                    f" {image_hash}: the file is not the released image"
+                )
+            return data
     raise _RowError(f"{image_hash}.png not found in {images_dir}")
 
 
@@ -365,6 +620,10 @@ def _merge(total: ImportReport, part: ImportReport, label: str) -> None:
     total.accepted += part.accepted
     total.duplicates += part.duplicates
     total.group_lines += part.group_lines
+    total.uncaptioned += part.uncaptioned
+    total.images_not_found.extend(
+        {**miss, "name": f"{label}: {miss['name']}"} for miss in part.images_not_found
+    )
     total.rejected.extend(
         {"name": f"{label}: {r['name']}", "reason": r["reason"]} for r in part.rejected
     )

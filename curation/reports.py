@@ -15,8 +15,12 @@ class ImportReport:
     duplicates: int = 0
     # JSONL lines that restate a group's caption for its members (no new caption needed).
     group_lines: int = 0
+    # Accepted images that came with no caption (the release's distractor lists).
+    uncaptioned: int = 0
     rejected: list[dict[str, str]] = field(default_factory=list)
     normalised: list[dict[str, Any]] = field(default_factory=list)
+    # Per image URL of a rejected row: where its file was looked for, and why it failed.
+    images_not_found: list[dict[str, Any]] = field(default_factory=list)
     batch_id: int | None = None
 
     def reject(self, name: str, reason: str) -> None:
@@ -27,8 +31,10 @@ class ImportReport:
             "accepted": self.accepted,
             "duplicates": self.duplicates,
             "group_lines": self.group_lines,
+            "uncaptioned": self.uncaptioned,
             "rejected": self.rejected,
             "normalised": self.normalised,
+            "images_not_found": self.images_not_found,
             "batch": self.batch_id,
         }
 
@@ -36,7 +42,12 @@ class ImportReport:
         text = f"{self.accepted} accepted, {self.duplicates} already present, "
         if self.group_lines:
             text += f"{self.group_lines} lines of group captions, "
-        return text + f"{len(self.rejected)} rejected"
+        if self.uncaptioned:
+            text += f"{self.uncaptioned} of the accepted without a caption, "
+        text += f"{len(self.rejected)} rejected"
+        if self.images_not_found:
+            text += f" ({len(self.images_not_found)} image URLs not found)"
+        return text
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(self.as_dict(), indent=2, ensure_ascii=False) + "\n")

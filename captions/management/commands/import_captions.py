@@ -1,4 +1,5 @@
-"""manage.py import_captions FILE.jsonl --images DIR: released anonymous_captions_*.jsonl."""
+"""manage.py import_captions FILE.jsonl --images DIR: released anonymous_captions_*.jsonl,
+or random_images_*.jsonl (lines with no caption: images join the pool uncaptioned)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from captions.importers import ImportFileError, captions_import
+from captions.importers import ROWS_REJECTED_EXIT, ImportFileError, captions_import
 from curation.cli import acting_user, add_common_arguments, check_report_path, finish, progress_bar
 from curation.models import Split
 
 
 class Command(BaseCommand):
-    help = "Import single-image anonymous captions (JSONL) with their <image_hash>.png images."
+    help = (
+        "Import single-image anonymous captions (JSONL) with their <image_hash>.png images; "
+        "lines with no caption add their image to the pool uncaptioned."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", type=Path)
@@ -41,3 +45,8 @@ class Command(BaseCommand):
             except ImportFileError as exc:
                 raise CommandError(str(exc)) from None
         finish(self, report, options)
+        if report.rejected:
+            raise CommandError(
+                f"{len(report.rejected)} lines rejected; the others were imported.",
+                returncode=ROWS_REJECTED_EXIT,
+            )

@@ -1,4 +1,5 @@
-"""manage.py import_seed_groups FILE --images-root DIR: the released seed_group.json."""
+"""manage.py import_seed_groups FILE --images-root DIR: the released seed_group.json, its
+images read from disk as the release's downloader saved them (or fetched with --fetch)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from captions.importers import ImportFileError, seed_groups_import
+from captions.importers import ROWS_REJECTED_EXIT, ImportFileError, seed_groups_import
 from curation.cli import acting_user, add_common_arguments, check_report_path, finish, progress_bar
 from curation.models import Split
 
@@ -20,10 +21,16 @@ class Command(BaseCommand):
         parser.add_argument(
             "--images-root",
             type=Path,
-            help="Folder that relative image paths and file:// URLs must lie under "
-            "(default: the file's folder).",
+            help="Folder of the images (default: the file's folder). Relative paths and "
+            "file:// URLs must lie under it; an http(s) URL is found there as the release's "
+            "downloader saved it: group_<i>/<md5 of the URL>.png or group_<i>/<its file "
+            "name>.png (i = the row's 0-based position), or the same names in the folder itself.",
         )
-        parser.add_argument("--fetch", action="store_true", help="Allow fetching http(s) URLs.")
+        parser.add_argument(
+            "--fetch",
+            action="store_true",
+            help="Fetch http(s) URLs whose file is not under the images root.",
+        )
         parser.add_argument("--split", choices=Split.values, default=Split.TRAIN)
         add_common_arguments(parser)
 
@@ -46,3 +53,8 @@ class Command(BaseCommand):
             except ImportFileError as exc:
                 raise CommandError(str(exc)) from None
         finish(self, result.report, options)
+        if result.report.rejected:
+            raise CommandError(
+                f"{len(result.report.rejected)} rows rejected; the others were imported.",
+                returncode=ROWS_REJECTED_EXIT,
+            )
