@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_path, env_str, env_url
+from config.env import env_bool, env_int, env_list, env_networks, env_path, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 APP_VERSION = "0.1.0"
@@ -32,6 +34,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "axes",
+    "csp",
     "curation",
     "captions",
     "training",
@@ -40,6 +44,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -47,6 +52,14 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, so that it turns a lockout flagged anywhere above into the lockout page.
+    "axes.middleware.AxesMiddleware",
+]
+
+# Axes' backend comes first: it refuses a locked-out login before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -77,7 +90,16 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file (not memory) test database, so that Celery worker processes started by the
     # integration tests see the rows the tests write.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Write transactions take the lock at BEGIN (a deferred one that reads, then writes,
+    # fails at once with "database is locked" instead of waiting), waiting up to the busy
+    # timeout; WAL lets pages read while someone writes.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": env_int("SQLITE_BUSY_TIMEOUT_S", 20, minimum=1),
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Files: images and artefacts under the data directory, through the storage API.
@@ -98,7 +120,17 @@ RELSIM_MAX_IMAGE_PIXELS = env_int("RELSIM_MAX_IMAGE_PIXELS", 64_000_000, minimum
 RELSIM_FETCH_TIMEOUT_S = env_int("RELSIM_FETCH_TIMEOUT_S", 15, minimum=1)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 2**20
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 2**20
-FILE_UPLOAD_TEMP_DIR = None
+# Uploads are counted while they stream in and stopped past RELSIM_MAX_UPLOAD_MB;
+# what spills to disk meanwhile stays under the data directory.
+FILE_UPLOAD_HANDLERS = [
+    "config.uploads.SizeLimitUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+FILE_UPLOAD_TEMP_DIR = DATA_DIR / "tmp"
+FILE_UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)  # Django's checks insist it exists.
+# Networks an import with --fetch may still reach although they are not public (CIDRs).
+RELSIM_FETCH_ALLOWED_NETWORKS = env_networks("RELSIM_FETCH_ALLOWED_NETWORKS", [])
 # Server folders that jobs may read imports from (uploads land in the first).
 RELSIM_IMPORT_ROOTS = env_list(
     "RELSIM_IMPORT_ROOTS", [str(DATA_DIR / "uploads"), str(DATA_DIR / "imports")]
@@ -112,6 +144,8 @@ RELSIM_LABELS_PER_IMAGE = env_int("RELSIM_LABELS_PER_IMAGE", 1, minimum=1)
 RELSIM_LEASE_SECONDS = env_int("RELSIM_LEASE_SECONDS", 600, minimum=10)
 RELSIM_PRESENCE_SECONDS = env_int("RELSIM_PRESENCE_SECONDS", 30, minimum=5)
 RELSIM_ALLOW_SELF_APPROVAL = env_bool("RELSIM_ALLOW_SELF_APPROVAL", False)
+# A reviewer may approve their own edit of someone else's text up to this many changed words.
+RELSIM_REVIEW_EDIT_WORDS = env_int("RELSIM_REVIEW_EDIT_WORDS", 3, minimum=0)
 RELSIM_CAPTION_MAX_CHARS = env_int("RELSIM_CAPTION_MAX_CHARS", 300, minimum=20)
 RELSIM_PLACEHOLDERS = env_list(
     "RELSIM_PLACEHOLDERS",
@@ -215,14 +249,36 @@ else:
 RELSIM_JOB_STALE_SECONDS = env_int("RELSIM_JOB_STALE_SECONDS", 120, minimum=1)
 RELSIM_JOB_HEARTBEAT_SECONDS = env_int("RELSIM_JOB_HEARTBEAT_SECONDS", 10, minimum=1)
 RELSIM_JOB_PROGRESS_MS = env_int("RELSIM_JOB_PROGRESS_MS", 2000, minimum=0)
+# How often each worker reports itself alive and fails jobs whose worker went silent.
+RELSIM_WORKER_BEAT_SECONDS = env_int("RELSIM_WORKER_BEAT_SECONDS", 15, minimum=1)
+# A broker that does not answer fails the job in seconds, with the reason, instead of
+# hanging the page that started it.
+CELERY_BROKER_CONNECTION_TIMEOUT = env_int("CELERY_BROKER_CONNECTION_TIMEOUT", 3, minimum=1)
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1,
+}
 
 # --- Auth.
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttling (django-axes). Failures count per user name and address together, so a
+# guesser is stopped without letting anyone lock a colleague out from elsewhere, and the
+# count works the same behind a proxy that hides client addresses.
+AXES_FAILURE_LIMIT = env_int("RELSIM_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("RELSIM_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "config.lockout.lockout_response"
+AXES_VERBOSE = False  # No banner on every manage.py start; lockouts are still logged.
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -230,6 +286,22 @@ USE_I18N = True
 USE_TZ = True
 
 # --- Security: strict by default once DEBUG is off (check --deploy reports nothing).
+# Content-Security-Policy, always on: every script and style comes from our own static files,
+# so no inline code, eval or third-party origin is allowed.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SESSION_COOKIE_SECURE = True

@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from config.media import media_file
 from curation import views as curation_views
 
 admin.site.site_header = "relsim studio"
@@ -18,12 +19,10 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    # Images only for signed-in users, with DEBUG on or off; a deployment may still serve
+    # them from its web server, behind the same check.
+    path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", media_file, name="media"),
     path("", include("curation.urls")),
     path("", include("captions.urls")),
     path("", include("training.urls")),
 ]
-
-if settings.DEBUG:
-    from django.conf.urls.static import static
-
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

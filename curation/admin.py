@@ -35,7 +35,7 @@ class ImageAdmin(admin.ModelAdmin):
     def preview(self, obj: Image) -> str:
         if not obj.thumbnail:
             return "-"
-        return format_html('<img src="{}" alt="" style="max-height:64px">', obj.thumbnail.url)
+        return format_html('<img src="{}" alt="" height="64">', obj.thumbnail.url)
 
 
 @admin.register(ImportBatch)

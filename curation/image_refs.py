@@ -3,11 +3,13 @@ URL, or an http(s) URL) into bytes, without ever reading outside the root."""
 
 from __future__ import annotations
 
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from django.conf import settings
+
+from curation.fetch_guard import FetchError, GuardedFetcher, parse_networks
 
 
 class ImageRefError(Exception):
@@ -52,20 +54,14 @@ class RefResolver:
     def _fetch(self, url: str) -> bytes:
         if not self.fetch:
             raise ImageRefError("fetching URLs is off (pass --fetch to allow it)")
-        request = urllib.request.Request(url, headers={"User-Agent": "relsim-studio"})
+        # Never the server's own network (loopback, private, link-local, ...), unless the
+        # operator allowed a network with RELSIM_FETCH_ALLOWED_NETWORKS.
+        fetcher = GuardedFetcher(
+            timeout_s=self.timeout_s,
+            max_bytes=self.max_bytes,
+            allowed=parse_networks(settings.RELSIM_FETCH_ALLOWED_NETWORKS),
+        )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                declared = response.headers.get("Content-Length")
-                if declared and declared.isdigit() and int(declared) > self.max_bytes:
-                    raise ImageRefError(f"{url} is {declared} bytes, over the cap")
-                data: bytes = response.read(self.max_bytes + 1)
-        except ImageRefError:
-            raise
-        except urllib.error.HTTPError as exc:
-            raise ImageRefError(f"{url} answered HTTP {exc.code}") from None
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ImageRefError(f"{url} could not be fetched: {reason}") from None
-        if len(data) > self.max_bytes:
-            raise ImageRefError(f"{url} is over the {self.max_bytes} byte cap")
-        return data
+            return fetcher.fetch(url)
+        except FetchError as exc:
+            raise ImageRefError(str(exc)) from None

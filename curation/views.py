@@ -10,6 +10,7 @@ from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
 from captions.models import Caption
@@ -318,9 +319,9 @@ def group_add(request: HttpRequest, group_id: int) -> HttpResponse:
     images = list(Image.objects.filter(pk__in=form.ids()))
     order = {pk: n for n, pk in enumerate(form.ids())}
     images.sort(key=lambda image: order[image.pk])
-    added = services.group_add_images(group=group, images=images)
+    added = services.group_add_images(group=group, images=images, user=request.user)
     if request.htmx:
-        response = HttpResponse(f"Added {added} to “{group.title}”.")
+        response = HttpResponse(format_html("Added {} to “{}”.", added, group.title))
         response["HX-Trigger"] = "group-changed"
         return response
     messages.success(request, f"Added {added} image(s) to “{group.title}”.")
@@ -331,7 +332,9 @@ def group_add(request: HttpRequest, group_id: int) -> HttpResponse:
 @permission_required(*ANNOTATE)
 def group_remove(request: HttpRequest, group_id: int, image_id: int) -> HttpResponse:
     group = get_object_or_404(Group, pk=group_id)
-    services.group_remove_image(group=group, image=get_object_or_404(Image, pk=image_id))
+    services.group_remove_image(
+        group=group, image=get_object_or_404(Image, pk=image_id), user=request.user
+    )
     return redirect("group_detail", group_id=group.pk)
 
 

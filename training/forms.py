@@ -40,6 +40,12 @@ class ImportJobForm(forms.Form):
     )
     fetch = forms.BooleanField(required=False, help_text="Allow fetching http(s) image URLs.")
 
+    def __init__(self, *args: Any, upload_refused: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Set when the upload was stopped at the size limit while it streamed in: the file
+        # and the fields after it never arrived, so that is the one thing worth saying.
+        self.upload_refused = upload_refused
+
     def clean_upload(self) -> UploadedFile | None:
         upload: UploadedFile | None = self.cleaned_data.get("upload")
         if upload is None:
@@ -63,6 +69,9 @@ class ImportJobForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        if self.upload_refused:
+            self.add_error("upload", self.upload_refused)
+            return data
         kind = data.get("kind")
         upload, path = data.get("upload"), (data.get("path") or "").strip()
         if bool(upload) == bool(path):

@@ -7,7 +7,6 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
 
 import pytest
 
@@ -17,7 +16,6 @@ if TYPE_CHECKING:
         BrowserContext,
         Page,
         Playwright,
-        Route,
         ViewportSize,
     )
 
@@ -37,6 +35,11 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+CSP_VIOLATION = "Content-Security-Policy violation:"
+REPORT_CSP_VIOLATIONS = (
+    'document.addEventListener("securitypolicyviolation", (e) => console.error('
+    f'"{CSP_VIOLATION} " + e.violatedDirective + " blocked " + (e.blockedURI || "inline code")));'
+)
 # Long enough for a slow shared CI machine, short enough that a broken page fails fast.
 TIMEOUT_MS = 15_000
 
@@ -79,20 +82,6 @@ def _fast_password_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-def _serve_media(route: Route) -> None:
-    """Media files from this test's data folder. Django serves /media/ only with DEBUG on,
-    and the live server runs with DEBUG off (in production the web server serves them)."""
-    from django.conf import settings
-
-    root = Path(settings.MEDIA_ROOT).resolve()
-    name = unquote(urlparse(route.request.url).path).removeprefix("/media/")
-    path = (root / name).resolve()
-    if path.is_relative_to(root) and path.is_file():
-        route.fulfill(path=path)
-    else:
-        route.fulfill(status=404, body="not found")
-
-
 @pytest.fixture
 def open_page(
     browser: Browser, live_server: Any, request: pytest.FixtureRequest
@@ -110,8 +99,15 @@ def open_page(
         )
         contexts.append(context)
         context.set_default_timeout(TIMEOUT_MS)
-        context.route(f"{live_server.url}/media/**", _serve_media)
         context.on("weberror", lambda error: errors.append(str(error.error)))
+        # What the Content-Security-Policy blocks counts as an error too.
+        context.add_init_script(REPORT_CSP_VIOLATIONS)
+        context.on(
+            "console",
+            lambda message: (
+                errors.append(message.text) if message.text.startswith(CSP_VIOLATION) else None
+            ),
+        )
         page = context.new_page()
         if username:
             log_in(page, username)

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_user_model, password_validation
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
@@ -28,6 +29,18 @@ DEMO_USERS = {"annotator": ANNOTATOR, "reviewer": REVIEWER, "admin": ADMIN}
 
 def credentials_file() -> Path:
     return settings.DATA_DIR / "demo-users.json"
+
+
+def _valid_password(user: Any) -> str:
+    """A random password that passes the same validators as anyone's (a draw can be all
+    digits or close to the user name, however rarely)."""
+    while True:
+        password = secrets.token_urlsafe(9)
+        try:
+            password_validation.validate_password(password, user)
+        except ValidationError:
+            continue
+        return password
 
 
 class Command(BaseCommand):
@@ -55,8 +68,8 @@ class Command(BaseCommand):
         passwords = {}
         User = get_user_model()
         for name, role in DEMO_USERS.items():
-            password = secrets.token_urlsafe(9)
             user = User.objects.filter(username=name).first() or User(username=name)
+            password = _valid_password(user)
             user.set_password(password)
             user.save()
             assign_role(user, role)
