@@ -5,15 +5,19 @@ PY := $(VENV)/bin/python
 
 .PHONY: run test lint install install-dev
 
+# `make run` and `make test` may start together on a fresh clone: one installs while the
+# other waits on the lock, then finds the work done.
+LOCKED := flock .install.lock sh -c
+
 $(VENV)/.installed: requirements.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
-	touch $@
+	$(LOCKED) '[ "$@" -nt requirements.txt ] || { \
+	  { test -x $(PY) || $(PYTHON) -m venv $(VENV); } && \
+	  $(PY) -m pip install -q --upgrade pip && \
+	  $(PY) -m pip install -q -r requirements.txt && touch $@; }'
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
-	$(PY) -m pip install -q -r requirements-dev.txt
-	touch $@
+	$(LOCKED) '[ "$@" -nt requirements-dev.txt ] && [ "$@" -nt $(VENV)/.installed ] || { \
+	  $(PY) -m pip install -q -r requirements-dev.txt && touch $@; }'
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
@@ -28,5 +32,10 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy ml
 
+# On PostgreSQL, the tests marked both_databases (concurrency, review integrity, jobs) run
+# a second time on the default SQLite.
 test: lint
 	$(VENV)/bin/pytest
+	@case "$$DATABASE_URL" in postgres*) \
+	  echo "Again on SQLite: the tests marked both_databases"; \
+	  DATABASE_URL= $(VENV)/bin/pytest -m both_databases -p no:cacheprovider;; esac

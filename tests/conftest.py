@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         problems.append(f"Redis is required in CI (CELERY_BROKER_URL={broker!r})")
     if problems:
         pytest.exit("; ".join(problems), returncode=3)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The run's own folder (config.test_settings) goes with the run."""
+    run_dir = os.environ.get("RELSIM_TEST_RUN_DIR", "")
+    if run_dir and Path(run_dir).name.startswith("relsim-test-"):
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -82,22 +83,27 @@ def test_many_annotators_answering_at_once_lose_no_label(make_user: Any, png_fac
     annotators = [make_user(f"lab{n}", "annotator") for n in range(6)]
     statuses: list[int] = []
 
-    def label_eight(user: Any) -> None:
+    def label_until_done(user: Any) -> None:
         client = _client(user)
-        for _ in range(8):
+        for _ in range(60):  # bounded: 48 images, and a few empty looks while others hold leases
             page = client.get(reverse("label_queue"))
             statuses.append(page.status_code)
             # Read the page, not response.context: the test client collects template
             # contexts through a process-wide signal, which threads would mix up.
             found = re.search(rb'name="image" value="(\d+)"', page.content)
-            assert found, page.content[:300]
+            if found is None:
+                if not InterestLabel.objects.count() < 48:
+                    return
+                time.sleep(0.05)  # the rest are leased to others for now
+                continue
             answer = client.post(
                 reverse("label_submit"), {"image": int(found.group(1)), "answer": "yes"}
             )
             statuses.append(answer.status_code)
 
-    _together([lambda u=u: label_eight(u) for u in annotators])
+    _together([lambda u=u: label_until_done(u) for u in annotators])
     assert 500 not in statuses
+    # Every image labelled once: none twice by racing annotators, none lost.
     assert InterestLabel.objects.count() == 48
     labelled = set(InterestLabel.objects.values_list("image_id", flat=True))
     assert labelled == set(Image.objects.values_list("pk", flat=True))

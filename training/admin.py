@@ -9,9 +9,10 @@ from django.shortcuts import render
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from config.uploads import upload_refusal
 from training import services
 from training.forms import ImportJobForm
-from training.models import Job
+from training.models import Job, WorkerBeat
 
 
 @admin.register(Job)
@@ -74,12 +75,21 @@ class JobAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request) or not request.user.has_perm("training.add_job"):
             messages.error(request, "You may not start jobs.")
             return HttpResponseRedirect(reverse("admin:index"))
-        form = ImportJobForm(request.POST or None, request.FILES or None)
+        # Bound on every POST: a stopped upload can leave request.POST empty.
+        bound = request.method == "POST"
+        form = ImportJobForm(
+            request.POST if bound else None,
+            request.FILES if bound else None,
+            upload_refused=upload_refusal(request) if bound else "",
+        )
         if request.method == "POST" and form.is_valid():
             job = services.job_create(
                 kind=form.cleaned_data["kind"], params=form.job_params(), user=request.user
             )
-            messages.success(request, f"Job #{job.pk} queued.")
+            if job.status == Job.Status.FAILED:
+                messages.error(request, f"Job #{job.pk} not started: {job.error}")
+            else:
+                messages.success(request, f"Job #{job.pk} queued.")
             return HttpResponseRedirect(reverse("admin:training_job_change", args=[job.pk]))
         context = {
             **self.admin_site.each_context(request),
@@ -97,8 +107,21 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry the selected failed or cancelled jobs")
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        retried = 0
+        retried = unsent = 0
         for job in queryset.filter(status__in=[Job.Status.FAILED, Job.Status.CANCELLED]):
-            services.job_retry(job=job)
-            retried += 1
+            if services.job_retry(job=job).status == Job.Status.FAILED:
+                unsent += 1
+            else:
+                retried += 1
         messages.success(request, f"Queued {retried} job(s) again.")
+        if unsent:
+            messages.error(request, f"{unsent} job(s) not queued: the job queue cannot be reached.")
+
+
+@admin.register(WorkerBeat)
+class WorkerBeatAdmin(admin.ModelAdmin):
+    list_display = ["name", "queues", "pid", "started_at", "last_seen"]
+    readonly_fields = ["name", "queues", "pid", "started_at", "last_seen"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # Workers write their own rows.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -10,29 +11,56 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from kombu.utils.url import maybe_sanitize_url
 
-from training.models import Job
+from training.models import Job, WorkerBeat
+
+log = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 200
 GPU_KINDS = {Job.Kind.FILTER, Job.Kind.CAPTION, Job.Kind.TRAIN_RELSIM, Job.Kind.EMBED}
 
 
 def job_create(*, kind: str, params: dict[str, Any], user: AbstractBaseUser | None = None) -> Job:
-    """Create a pending job and enqueue it once the transaction commits (ids only)."""
+    """Create a pending job and enqueue it once the transaction commits (ids only).
+
+    Outside a transaction the job is sent at once, and the returned row already says
+    whether the broker took it (a job the broker refused is failed, and can be retried)."""
     if kind not in Job.Kind.values:
         raise ValueError(f"unknown job kind {kind!r}")
     queue = Job.Queue.GPU if kind in GPU_KINDS else Job.Queue.CPU
     job = Job.objects.create(kind=kind, params=params, queue=queue, created_by=user)
     transaction.on_commit(lambda: job_enqueue(job_id=job.pk, queue=queue))
+    if not transaction.get_connection().in_atomic_block:
+        job.refresh_from_db()
     return job
 
 
-def job_enqueue(*, job_id: int, queue: str) -> None:
+def job_enqueue(*, job_id: int, queue: str) -> bool:
+    """Hand the job to the broker. A broker that cannot be reached (or refuses the message)
+    fails the job with the reason, so no row waits forever for a message never sent."""
     from config.celery import ensure_broker_folders
     from training.tasks import run_job
 
-    ensure_broker_folders()
-    run_job.apply_async(args=[job_id], queue=queue)
+    try:
+        ensure_broker_folders()
+        run_job.apply_async(args=[job_id], queue=queue)
+    except Exception as exc:
+        log.exception("could not send job %s to the broker", job_id)
+        conf = run_job.app.conf
+        broker = maybe_sanitize_url(str(conf.broker_write_url or conf.broker_url))
+        reason = str(exc).rstrip(". ")
+        Job.objects.filter(pk=job_id, status=Job.Status.PENDING).update(
+            status=Job.Status.FAILED,
+            finished_at=timezone.now(),
+            progress_message="not sent: broker unreachable",
+            error=(
+                f"The job queue (broker {broker}) could not be reached: "
+                f"{type(exc).__name__}: {reason}. Nothing ran; Retry once the broker is back."
+            )[:10_000],
+        )
+        return False
+    return True
 
 
 def job_claim(*, job_id: int, worker: str) -> Job | None:
@@ -118,7 +146,8 @@ def jobs_reap_stale(*, now: Any = None) -> int:
 
 
 def job_retry(*, job: Job) -> Job:
-    """Put a failed or cancelled job back in the queue; it resumes from its resume point."""
+    """Put a failed or cancelled job back in the queue; it resumes from its resume point.
+    When the broker still cannot be reached the job is failed again, saying so."""
     if job.status not in {Job.Status.FAILED, Job.Status.CANCELLED}:
         raise ValueError("only failed or cancelled jobs can be retried")
     with transaction.atomic():
@@ -134,3 +163,23 @@ def job_retry(*, job: Job) -> Job:
         transaction.on_commit(lambda: job_enqueue(job_id=job.pk, queue=job.queue))
     job.refresh_from_db()
     return job
+
+
+# --- Workers ------------------------------------------------------------------------------
+
+
+def worker_beat(*, name: str, queues: list[str], pid: int) -> None:
+    """A worker says it is alive and which queues it takes."""
+    now = timezone.now()
+    WorkerBeat.objects.update_or_create(
+        name=name[:200],
+        defaults={"queues": queues, "pid": pid, "last_seen": now},
+        create_defaults={"queues": queues, "pid": pid, "last_seen": now, "started_at": now},
+    )
+    # Workers long gone are forgotten (a day is plenty to explain a stuck job).
+    WorkerBeat.objects.filter(last_seen__lt=now - timedelta(days=1)).delete()
+
+
+def worker_gone(*, name: str) -> None:
+    """A worker that shuts down cleanly stops counting as alive at once."""
+    WorkerBeat.objects.filter(name=name[:200]).delete()

@@ -1,14 +1,18 @@
-"""Celery tasks: thin wrappers that hand a job id to the execution code."""
+"""Celery tasks: thin wrappers that hand a job id to the execution code, and the worker's
+watch (beats and stale-job reaping) started with each worker."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutdown
 
 from training.execution import execute_job
 from training.services import jobs_reap_stale
+from training.worker_watch import WorkerWatch
+
+_watch: WorkerWatch | None = None
 
 
 @shared_task(bind=True, name="training.run_job", acks_late=True, ignore_result=True)
@@ -22,6 +26,22 @@ def reap_stale_jobs() -> int:
 
 
 @worker_ready.connect
-def _reap_on_start(**kwargs: Any) -> None:
-    # A worker that starts after a crash frees the jobs its predecessor left "running".
-    jobs_reap_stale()
+def _start_watch(sender: Any = None, **kwargs: Any) -> None:
+    # Frees at once the jobs a crashed predecessor left "running", then keeps watching.
+    global _watch
+    _watch = WorkerWatch(getattr(sender, "hostname", "") or "worker", _consumed_queues(sender))
+    _watch.start()
+
+
+def _consumed_queues(consumer: Any) -> list[str]:
+    """The queues this worker takes (its -Q list), by name."""
+    if consumer is None:
+        return []
+    queues = consumer.app.amqp.queues
+    return sorted(queues.consume_from or queues)
+
+
+@worker_shutdown.connect
+def _stop_watch(**kwargs: Any) -> None:
+    if _watch is not None:
+        _watch.stop()

@@ -1,4 +1,4 @@
-"""Export page, live job status and export download."""
+"""Export page, live job status (with retry and cancel) and export download."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ from pathlib import Path
 
 from django import forms
 from django.conf import settings
+from django.contrib import messages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from curation.access import EXPORT, permission_required
 from curation.models import Split
-from training import services
+from training import selectors, services
 from training.models import Job
 
 
@@ -40,6 +41,8 @@ def export_page(request: HttpRequest) -> HttpResponse:
             },
             user=request.user,
         )
+        if job.status == Job.Status.FAILED:
+            messages.error(request, "The export was not started: the job queue cannot be reached.")
         return redirect("job_detail", job_id=job.pk)
     exports = Job.objects.filter(kind=Job.Kind.EXPORT_DATASET).order_by("-created_at")[:20]
     return render(request, "training/export.html", {"form": form, "exports": exports})
@@ -48,15 +51,43 @@ def export_page(request: HttpRequest) -> HttpResponse:
 @require_GET
 @permission_required(*EXPORT)
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    services.jobs_reap_stale()
     job = get_object_or_404(Job, pk=job_id)
+    context = {"job": job, "warning": selectors.job_warning(job)}
     if request.htmx:
-        response = render(request, "training/job_detail.html#status", {"job": job})
+        response = render(request, "training/job_detail.html#status", context)
         if job.is_finished:
             # A finished job stops the polling; the whole card is re-rendered once more.
             return HttpResponseStopPolling(response.content)
         return response
-    return render(request, "training/job_detail.html", {"job": job})
+    return render(request, "training/job_detail.html", context)
+
+
+@require_POST
+@permission_required(*EXPORT)
+def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(Job, pk=job_id)
+    try:
+        job = services.job_retry(job=job)
+    except ValueError as exc:
+        messages.error(request, f"Not retried: {exc}.")
+    else:
+        if job.status == Job.Status.FAILED:
+            messages.error(request, "Not queued: the job queue still cannot be reached.")
+        else:
+            messages.success(request, f"Job #{job.pk} queued again.")
+    return redirect("job_detail", job_id=job.pk)
+
+
+@require_POST
+@permission_required(*EXPORT)
+def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(Job, pk=job_id)
+    if job.is_finished:
+        messages.info(request, f"Job #{job.pk} has already {job.status}.")
+    else:
+        services.job_cancel(job=job)
+        messages.success(request, f"Asked job #{job.pk} to stop.")
+    return redirect("job_detail", job_id=job.pk)
 
 
 @require_GET

@@ -9,15 +9,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from training import services
-from training.models import Job
+from training.models import Job, WorkerBeat
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +45,8 @@ def start_worker(data_dir: Path) -> Iterator[Callable[[], subprocess.Popen[bytes
         "RELSIM_DATA_DIR": str(data_dir),
         "RELSIM_IMPORT_ROOTS": ",".join(settings.RELSIM_IMPORT_ROOTS),
         "RELSIM_JOB_HEARTBEAT_SECONDS": "1",
+        "RELSIM_WORKER_BEAT_SECONDS": "1",
+        "RELSIM_JOB_STALE_SECONDS": "5",
         "RELSIM_JOB_PROGRESS_MS": "100",
         "PYTHONUNBUFFERED": "1",
     }
@@ -166,10 +170,60 @@ def test_a_job_whose_worker_was_killed_is_seen_as_stale(
 
     job.refresh_from_db()
     assert job.status == Job.Status.RUNNING  # nobody has noticed yet
-    assert services.jobs_reap_stale() == 0  # the last heartbeat is still fresh
-    time.sleep(settings.RELSIM_JOB_STALE_SECONDS + 1.5)
-    assert services.jobs_reap_stale() == 1
+    last_beat = job.heartbeat_at
+    assert last_beat is not None
+    # Judged at explicit moments, not after sleeping: fresh just inside the limit, stale
+    # just past it.
+    limit = timedelta(seconds=settings.RELSIM_JOB_STALE_SECONDS)
+    assert services.jobs_reap_stale(now=last_beat + limit - timedelta(seconds=0.5)) == 0
+    assert services.jobs_reap_stale(now=last_beat + limit + timedelta(seconds=0.5)) == 1
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
     assert "stopped responding" in job.error
     assert job.progress < 1.0
+
+
+@pytest.mark.both_databases
+def test_a_live_worker_fails_jobs_whose_worker_died_on_its_own_and_reports_itself(
+    start_worker: Any, data_dir: Path
+) -> None:
+    _purge_queues()
+    # A job another worker was running when it died: its last heartbeat is long past.
+    orphan = Job.objects.create(
+        kind=Job.Kind.IMPORT_IMAGES,
+        status=Job.Status.RUNNING,
+        heartbeat_at=timezone.now() - timedelta(hours=1),
+        worker="gone@elsewhere",
+    )
+    start_worker()
+
+    def reported() -> bool:
+        return WorkerBeat.objects.filter(name__startswith="test0@").exists()
+
+    _wait(reported, 60, "the worker to report itself", data_dir)
+    beat = WorkerBeat.objects.get(name__startswith="test0@")
+    assert sorted(beat.queues) == ["cpu", "gpu"]
+
+    def reaped() -> bool:
+        orphan.refresh_from_db()
+        return orphan.status == Job.Status.FAILED
+
+    _wait(reaped, 30, "the worker to fail the orphaned job", data_dir)
+    assert "stopped responding" in orphan.error
+
+    # Nobody opened a page or started a worker: a job that goes silent while the worker
+    # runs is failed by the worker's periodic watch too.
+    later = Job.objects.create(
+        kind=Job.Kind.IMPORT_IMAGES,
+        status=Job.Status.RUNNING,
+        heartbeat_at=timezone.now() - timedelta(minutes=10),
+    )
+
+    def reaped_later() -> bool:
+        later.refresh_from_db()
+        return later.status == Job.Status.FAILED
+
+    _wait(reaped_later, 30, "the periodic watch to fail a job that went silent", data_dir)
+    seen = beat.last_seen
+    beat.refresh_from_db()
+    assert beat.last_seen > seen  # it keeps beating
