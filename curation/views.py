@@ -366,6 +366,7 @@ def group_negative(request: HttpRequest, group_id: int, image_id: int) -> HttpRe
     return redirect("group_detail", group_id=group.pk)
 
 
+@require_GET
 @permission_required(*ANNOTATE)
 def group_similar(request: HttpRequest, group_id: int) -> HttpResponse:
     """The "find similar" panel: the whole group is the query, negatives push away."""
