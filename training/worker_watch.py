@@ -28,7 +28,12 @@ class WorkerWatch:
         self._thread = threading.Thread(target=self._run, name="relsim-worker-watch", daemon=True)
 
     def start(self) -> None:
-        self.tick()
+        try:
+            self.tick()
+        finally:
+            # Called in the worker's main process: leave no connection there for pool
+            # processes forked later to share.
+            connection.close()
         self._thread.start()
 
     def stop(self) -> None:
