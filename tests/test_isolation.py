@@ -20,12 +20,20 @@ _PRINT = (
 )
 
 
-def _settings_in_a_fresh_process(module: str, env: dict[str, str]) -> dict[str, object]:
+def _settings_in_a_fresh_process(module: str, env: dict[str, str], tmp: Path) -> dict[str, object]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("RELSIM_", "DJANGO_"))}
+    # TMPDIR: the run folder such a process makes for itself lands in the test's folder.
+    tmp.mkdir(exist_ok=True)
     result = subprocess.run(
         [sys.executable, "-c", _PRINT],
         cwd=ROOT,
-        env={**clean, **env, "DJANGO_SETTINGS_MODULE": module, "DATABASE_URL": ""},
+        env={
+            **clean,
+            **env,
+            "DJANGO_SETTINGS_MODULE": module,
+            "DATABASE_URL": "",
+            "TMPDIR": str(tmp),
+        },
         capture_output=True,
         text=True,
         timeout=120,
@@ -46,14 +54,14 @@ def test_the_test_settings_ignore_the_running_instances_folders(
         "RELSIM_BROKER_DIR": str(tmp_path / "instance" / "broker"),
         "CELERY_BROKER_URL": broker,
     }
-    app = _settings_in_a_fresh_process("config.settings", instance)
-    tests = _settings_in_a_fresh_process("config.test_settings", instance)
+    app = _settings_in_a_fresh_process("config.settings", instance, tmp_path / "tmp")
+    tests = _settings_in_a_fresh_process("config.test_settings", instance, tmp_path / "tmp")
 
     assert app["data"] == str(tmp_path / "instance")  # the control: the app obeys them
-    assert not str(tests["data"]).startswith(str(tmp_path))
-    assert not str(tests["db"]).startswith(str(tmp_path))
-    broker_options = json.dumps(tests["broker"])
-    assert str(tmp_path) not in broker_options
+    instance_dir = str(tmp_path / "instance")
+    assert not str(tests["data"]).startswith(instance_dir)
+    assert not str(tests["db"]).startswith(instance_dir)
+    assert instance_dir not in json.dumps(tests["broker"])
     if broker.startswith("redis"):
         prefix = tests["broker"]["global_keyprefix"]  # type: ignore[index]
         assert str(prefix).startswith("relsim-test-")
