@@ -38,4 +38,4 @@ test: lint
 	$(VENV)/bin/pytest
 	@case "$$DATABASE_URL" in postgres*) \
 	  echo "Again on SQLite: the tests marked both_databases"; \
-	  DATABASE_URL= $(VENV)/bin/pytest -m both_databases -p no:cacheprovider;; esac
+	  DATABASE_URL= RELSIM_TESTS_ON_SQLITE=1 $(VENV)/bin/pytest -m both_databases -p no:cacheprovider;; esac
