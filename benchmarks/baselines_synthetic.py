@@ -10,11 +10,11 @@ benchmark trains relsim (`--tuned-train-from fixed`: the synthetic train split).
 Relsim beside the baselines, on the same held-out images: train it with the relsim benchmark,
 then point this one at its checkpoint and its data set:
 
-    .venv/bin/python benchmarks/relsim_synthetic.py --time-limit 600
-    .venv/bin/python benchmarks/baselines_synthetic.py \
+    .venv/bin/python -m benchmarks.relsim_synthetic --time-limit 600
+    .venv/bin/python -m benchmarks.baselines_synthetic \
         --relsim var/bench/relsim_synthetic/full/run_.../checkpoint-N \
         --data-dir var/bench/relsim_synthetic/full/synthetic_100_0.25_0
-    .venv/bin/python benchmarks/baselines_synthetic.py --quick         # under a minute
+    .venv/bin/python -m benchmarks.baselines_synthetic --quick         # under a minute
 """
 
 from __future__ import annotations
@@ -29,21 +29,20 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ml.backbone import build_tiny_vlm
-from ml.baselines import BaselineFactory
-from ml.baselines_text import CaptionConfig
-from ml.baselines_tuned import TunedConfig, train_tuned_baseline
-from ml.embedder import Embedder
-from ml.relsim_data import read_split
-from ml.retrieval_metrics import evaluate_retrieval
-from ml.synthetic import generate_dataset, read_relation_split
-from ml.tiny_vision_models import build_tiny_clip, build_tiny_dinov2
+from ml.baselines.registry import BaselineFactory
+from ml.baselines.text import CaptionConfig
+from ml.baselines.tuned import TunedConfig, train_tuned_baseline
+from ml.data.captions import read_split
+from ml.search.embedder import Embedder
+from ml.search.metrics import evaluate_retrieval
+from ml.synthetic.dataset import generate_dataset, read_relation_split
+from ml.vlm.backbone import build_tiny_vlm
+from ml.vlm.tiny_vision import build_tiny_clip, build_tiny_dinov2
 
 FIXED = ("pixels", "histogram", "phash", "dhash", "clip-i", "dino", "clip-t", "qwen-t")
 
@@ -242,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": " ".join(["benchmarks/baselines_synthetic.py", *(argv or sys.argv[1:])]),
+        "command": " ".join(["-m benchmarks.baselines_synthetic", *(argv or sys.argv[1:])]),
         "data_dir": str(data_dir),
         "n_train": n_train,
         "n_test": len(test_labels),

@@ -5,14 +5,15 @@ beat single images), and a tiny filter trained on relational vs unstructured clu
 should separate them (ROC AUC) with a threshold that hits a requested keep-rate.
 Prints a table and writes the figures as JSON.
 
-By default both train on freshly drawn images (ml.synthetic_samples: no image seen twice) from
-a backbone with fan-in scaled init, as the relsim benchmark does; `--train-from fixed` trains
-on the fixed set's train split instead, which a tiny model overfits before it learns much.
+By default both train on freshly drawn images (ml.captioning.synthetic_samples: no image
+seen twice) from a backbone with fan-in scaled init, as the relsim benchmark does;
+`--train-from fixed` trains on the fixed set's train split instead, which a tiny model
+overfits before it learns much.
 The filter is tuned from the trained captioner's weights, the tiny stand-in for a pretrained
 VLM (`--filter-start scratch`: from the untrained backbone).
 
-    .venv/bin/python benchmarks/captioner_filter_synthetic.py            # full run (~25 min)
-    .venv/bin/python benchmarks/captioner_filter_synthetic.py --quick    # smoke run
+    .venv/bin/python -m benchmarks.captioner_filter_synthetic            # full run (~25 min)
+    .venv/bin/python -m benchmarks.captioner_filter_synthetic --quick    # smoke run
 """
 
 from __future__ import annotations
@@ -31,32 +32,27 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ml.backbone import build_tiny_vlm
-from ml.caption_prompts import PROMPT_VERSION, PROMPTS, CaptionPrompt
-from ml.captioner import (
-    GenerationSettings,
-    caption_groups,
-    export_backbone,
-    load_captioner,
-)
-from ml.interest_filter import (
+from ml.captioning.captioner import GenerationSettings, caption_groups, load_captioner
+from ml.captioning.captioner_training import CaptionerTrainConfig, train_captioner
+from ml.captioning.filter_training import FilterTrainConfig, train_filter
+from ml.captioning.interest_filter import (
     FILTER,
     choose_threshold,
     load_filter,
     roc_auc,
     score_images,
 )
-from ml.relsim_data import read_split
-from ml.synthetic import RELATIONS, generate_dataset, read_labels, read_relation_split
-from ml.synthetic_clutter import draw_clutter
-from ml.train_captioner import CaptionerTrainConfig, train_captioner
-from ml.train_filter import FilterTrainConfig, train_filter
+from ml.captioning.prompts import PROMPT_VERSION, PROMPTS, CaptionPrompt
+from ml.data.captions import read_split
+from ml.synthetic.clutter import draw_clutter
+from ml.synthetic.dataset import RELATIONS, generate_dataset, read_labels, read_relation_split
+from ml.vlm.backbone import build_tiny_vlm
+from ml.vlm.tuned import export_backbone
 
 # A one-line prompt for cheap CPU runs: the tiny tokenizer spells the real prompt out in ~330
 # tokens, which would triple the cost of every step while telling a tiny model nothing.
@@ -427,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     filter_figures = _run_filter(args, work, data_dir, filter_backbone)
     filter_figures["start"] = args.filter_start
     figures = {
-        "command": " ".join(["benchmarks/captioner_filter_synthetic.py", *(argv or sys.argv[1:])]),
+        "command": " ".join(["-m benchmarks.captioner_filter_synthetic", *(argv or sys.argv[1:])]),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "device": args.device,
         "training_precision": "bf16" if torch.cuda.is_available() else "fp32",

@@ -1,9 +1,9 @@
 """Server time and SQL query counts of the annotators' and reviewers' pages, on a small
 pool and on a large seeded one; prints a table and writes var/bench/curation_pages.json.
 
-    .venv/bin/python benchmarks/curation_pages.py             # 1k and 100k images, 30 requests
-    .venv/bin/python benchmarks/curation_pages.py --quick     # 1k and 10k images, 10 requests
-    .venv/bin/python benchmarks/curation_pages.py --images 300000 --explain
+    .venv/bin/python -m benchmarks.curation_pages             # 1k and 100k images, 30 requests
+    .venv/bin/python -m benchmarks.curation_pages --quick     # 1k and 10k images, 10 requests
+    .venv/bin/python -m benchmarks.curation_pages --images 300000 --explain
 
 Each pool size gets a fresh database (by default PostgreSQL `relsim_bench` on 127.0.0.1:5432,
 user postgres; `--database-url` names another one, which is DROPPED and recreated, or an
@@ -112,7 +112,8 @@ def _run_size(size: int, args: argparse.Namespace, data_dir: Path) -> dict[str, 
     }
     command = [
         sys.executable,
-        str(Path(__file__).resolve()),
+        "-m",
+        "benchmarks.curation_pages",
         "--worker-size",
         str(size),
         "--worker-out",
@@ -385,15 +386,15 @@ def _pages(seeded: Any) -> list[Page]:
 
 
 def _child(args: argparse.Namespace) -> None:
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
-    from curation_seed import seed_pool
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection
     from django.test import Client
+
+    from benchmarks.curation_seed import seed_pool
 
     size = args.worker_size
     started = time.perf_counter()

@@ -1,8 +1,8 @@
 """Speed of relsim training and embedding on the full-size Qwen2.5-VL-7B architecture (random
 weights, bf16, CUDA): the release-like step against the project's fast path.
 
-    python3 benchmarks/gpu_relsim.py            # on a GPU machine; JSON to $OUT/gpu_relsim.json
-    python3 benchmarks/gpu_relsim.py --quick    # tiny config on CPU, end to end, in seconds
+    python3 -m benchmarks.gpu_relsim            # on a GPU machine; JSON to $OUT/gpu_relsim.json
+    python3 -m benchmarks.gpu_relsim --quick    # tiny config on CPU, end to end, in seconds
 
 Release-like step: plain sdpa everywhere (vision attention loops over its windows in Python),
 the vision tower inside autograd (its patch embedding output requires grad, as
@@ -37,8 +37,6 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
@@ -47,7 +45,9 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration  # noqa: E402
 
-from ml.vision_speedups import (  # noqa: E402
+from ml.relsim import RelsimConfig, lora_config_for  # noqa: E402
+from ml.vlm import qwen25vl_7b_config  # noqa: E402
+from ml.vlm.vision_speedups import (  # noqa: E402
     VisionFeatureCache,
     compute_image_features,
     find_vlm_core,
@@ -73,56 +73,8 @@ def log(message: str = "") -> None:
 
 
 def full_config() -> tuple[Qwen2_5_VLConfig, str]:
-    """Qwen2.5-VL-7B's architecture: the project's definition when present, else this one."""
-    try:
-        from ml.backbone import qwen25vl_7b_config  # type: ignore[import-not-found,unused-ignore]
-
-        return qwen25vl_7b_config(), "ml.backbone.qwen25vl_7b_config()"
-    except Exception as error:  # the backbone module may not exist yet
-        log(f"  (ml.backbone.qwen25vl_7b_config unavailable: {error!r}; using the written-out one)")
-    config = Qwen2_5_VLConfig(
-        vision_config={
-            "depth": 32,
-            "hidden_act": "silu",
-            "hidden_size": 1280,
-            "intermediate_size": 3420,
-            "num_heads": 16,
-            "in_channels": 3,
-            "out_hidden_size": 3584,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "window_size": 112,
-            "fullatt_block_indexes": [7, 15, 23, 31],
-            "tokens_per_second": 2,
-        },
-        text_config={
-            "vocab_size": 152064,
-            "hidden_size": 3584,
-            "intermediate_size": 18944,
-            "num_hidden_layers": 28,
-            "num_attention_heads": 28,
-            "num_key_value_heads": 4,
-            "hidden_act": "silu",
-            "max_position_embeddings": 128000,
-            "rms_norm_eps": 1e-6,
-            "use_sliding_window": False,
-            "tie_word_embeddings": False,
-            "bos_token_id": 151643,
-            "eos_token_id": 151645,
-            "rope_parameters": {
-                "rope_type": "default",
-                "rope_theta": 1000000.0,
-                "mrope_section": [16, 24, 24],
-            },
-        },
-        image_token_id=151655,
-        video_token_id=151656,
-        vision_start_token_id=151652,
-        vision_end_token_id=151653,
-        tie_word_embeddings=False,
-    )
-    return config, "written-out Qwen2.5-VL-7B config"
+    """Qwen2.5-VL-7B's architecture, as the project defines it."""
+    return qwen25vl_7b_config(), "ml.vlm.qwen25vl_7b_config()"
 
 
 def tiny_config() -> tuple[Qwen2_5_VLConfig, str]:
@@ -178,16 +130,12 @@ class Bench:
 
 
 def relsim_lora(query_token_id: int, own: bool) -> tuple[LoraConfig, bool]:
-    """The project's LoRA config when ml.relsim_model is there (True), else an equivalent one."""
+    """The project's LoRA config (True), or the release-like one with a separate trainable
+    query embedding (False)."""
     if not own:
-        try:
-            from ml.relsim_model import RelsimConfig, lora_config_for
-
-            config = lora_config_for(RelsimConfig(backbone="benchmark"), query_token_id)
-            log("  LoRA: ml.relsim_model.lora_config_for (r16, q_proj/v_proj, <|query|> row)")
-            return config, True
-        except Exception as error:
-            log(f"  (ml.relsim_model.lora_config_for unavailable: {short_error(error)})")
+        config = lora_config_for(RelsimConfig(backbone="benchmark"), query_token_id)
+        log("  LoRA: ml.relsim.lora_config_for (r16, q_proj/v_proj, <|query|> row)")
+        return config, True
     log("  LoRA: r16 alpha32 q_proj/v_proj + a separate trainable query embedding")
     lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=["q_proj", "v_proj"])
     return lora, False
@@ -318,7 +266,7 @@ def plain_query_states(bench: Bench, batch: Batch) -> torch.Tensor:
     """What RelsimModel.forward does: the core model (no LM head) with pixel_values, one
     validated vectorised gather; the vision tower runs unpatched under grad mode."""
     try:
-        from ml.relsim_model import query_positions
+        from ml.relsim.model import query_positions
 
         positions = query_positions(batch.input_ids, bench.query_token_id)
     except ImportError:
@@ -790,7 +738,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--embed-batch", type=int, default=None)
     parser.add_argument("--image-size", type=int, default=None, help="square side in pixels")
     parser.add_argument("--methods", default=",".join(METHODS), help="training methods to time")
-    parser.add_argument("--own-lora", action="store_true", help="ignore ml.relsim_model's LoRA")
+    parser.add_argument("--own-lora", action="store_true", help="ignore ml.relsim.model's LoRA")
     parser.add_argument("--skip-tests", action="store_true", help="do not run pytest -m gpu")
     parser.add_argument("--tests-timeout", type=int, default=240)
     parser.add_argument("--json", type=Path, default=None, help="default: $OUT/gpu_relsim.json")

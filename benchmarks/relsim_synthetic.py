@@ -6,8 +6,8 @@ By default every training image is freshly drawn (ml.synthetic.SyntheticStream: 
 images, none seen twice) and the backbone's linear layers get a fan-in scaled init; the fixed
 set's own train split (`--train-images 0`) overfits long before the relations are learnt.
 
-    .venv/bin/python benchmarks/relsim_synthetic.py            # full run (6-15 minutes: CPU load)
-    .venv/bin/python benchmarks/relsim_synthetic.py --quick    # smoke run (about a minute)
+    .venv/bin/python -m benchmarks.relsim_synthetic            # full run (6-15 minutes: CPU load)
+    .venv/bin/python -m benchmarks.relsim_synthetic --quick    # smoke run (about a minute)
 """
 
 from __future__ import annotations
@@ -15,22 +15,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
 
-from ml.attribute_baselines import attribute_baselines
-from ml.backbone import build_tiny_vlm
-from ml.checkpoint import load_checkpoint
-from ml.retrieval_metrics import evaluate_retrieval
-from ml.synthetic import generate_dataset, read_relation_split
-from ml.train_relsim import TrainConfig, train_relsim
+from ml.baselines.attributes import attribute_baselines
+from ml.relsim.checkpoint import load_checkpoint
+from ml.relsim.train import TrainConfig, train_relsim
+from ml.search.metrics import evaluate_retrieval
+from ml.synthetic.dataset import generate_dataset, read_relation_split
+from ml.vlm.backbone import build_tiny_vlm
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The relsim GPU check, run from the repository root on a CUDA machine without network:
-# GPU-marked tests, then benchmarks/gpu_relsim.py. Logs and the JSON land in $OUT (or ./var/gpu).
+# GPU-marked tests, then python -m benchmarks.gpu_relsim. Logs and the JSON land in $OUT (or ./var/gpu).
 # Wheels carried in .whl/ (transformers, peft, accelerate) are installed first when present.
 #   bash benchmarks/run_gpu.sh [extra arguments for gpu_relsim.py]
 set -uo pipefail
@@ -56,7 +56,7 @@ tests_status=${PIPESTATUS[0]}
 echo "== GPU tests exit status: $tests_status"
 
 echo "== benchmark (timeout ${BENCH_TIMEOUT}s)"
-timeout "$BENCH_TIMEOUT" "$PYTHON" benchmarks/gpu_relsim.py --skip-tests \
+timeout "$BENCH_TIMEOUT" "$PYTHON" -m benchmarks.gpu_relsim --skip-tests \
     --json "$OUT/gpu_relsim.json" "$@" 2>&1 | tee "$OUT/gpu_relsim.log"
 bench_status=${PIPESTATUS[0]}
 echo "== benchmark exit status: $bench_status"

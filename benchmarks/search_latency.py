@@ -1,8 +1,8 @@
-"""Top-10 search latency of ml.search (exact and IVF) against a plain numpy matmul, over
+"""Top-10 search latency of ml.search.index (exact and IVF) against a plain numpy matmul, over
 float16 unit vectors at the paper's database sizes and beyond; prints a table.
 
-    .venv/bin/python benchmarks/search_latency.py               # 29.8k, 114k and 1M x 384
-    .venv/bin/python benchmarks/search_latency.py --sizes 29762 --queries 50
+    .venv/bin/python -m benchmarks.search_latency               # 29.8k, 114k and 1M x 384
+    .venv/bin/python -m benchmarks.search_latency --sizes 29762 --queries 50
 
 Two kinds of data: `uniform` (random unit vectors: no structure, the worst case for IVF,
 whose lists then say little about where the neighbours are) and `clustered` (a mixture of
@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 # BLAS reads its thread count once, at import; set it before numpy loads.
 _THREADS = "2"
@@ -27,8 +25,7 @@ for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ml.search import ExactIndex, IVFIndex, SearchResult  # noqa: E402
+from ml.search.index import ExactIndex, IVFIndex, SearchResult  # noqa: E402
 
 K = 10
 _CHUNK = 65_536

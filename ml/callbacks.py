@@ -1,18 +1,11 @@
 """The two callbacks every long-running ml function takes, so a Celery task, a management
-command or a notebook can watch and stop it without ml/ knowing who is calling; and the
-trainers' shared command line, which drives them from a terminal."""
+command or a notebook can watch and stop it without ml/ knowing who is calling."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import signal
-import sys
+import math
+import time
 from collections.abc import Callable
-from dataclasses import asdict
-from pathlib import Path
-from types import FrameType
-from typing import Any
 
 # progress(done, total, message): called every few seconds at most, never per sample.
 ProgressFn = Callable[[int, int, str], None]
@@ -29,28 +22,24 @@ def never_stop() -> bool:
     return False
 
 
-def training_command(
-    argv: list[str] | None,
-    description: str,
-    train: Callable[[Path, ProgressFn, StopFn], Any],
-) -> int:
-    """A trainer's `--config FILE` command line: progress on stderr, SIGINT/SIGTERM stop after
-    the current step (which saves), the result (a dataclass) as one JSON line on stdout."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", required=True, type=Path, help="training config (JSON)")
-    args = parser.parse_args(argv)
-    stop_requested = False
+# Reports closer together than this are dropped (a caller's row update costs a query).
+PROGRESS_EVERY_S = 2.0
 
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stop_requested
-        stop_requested = True
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+class ThrottledProgress:
+    """A progress callback that passes a report on at most every `every_s` seconds, unless it
+    is forced (the first and last word of a run), and only where `enabled` (the main process)."""
 
-    def report(done: int, total: int, message: str) -> None:
-        print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
+    def __init__(
+        self, progress: ProgressFn, *, every_s: float = PROGRESS_EVERY_S, enabled: bool = True
+    ) -> None:
+        self.progress = progress
+        self.every_s = every_s
+        self.enabled = enabled
+        self.last = -math.inf
 
-    result = train(args.config, report, lambda: stop_requested)
-    print(json.dumps({k: str(v) for k, v in asdict(result).items()}))
-    return 0
+    def __call__(self, done: int, total: int, message: str, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.enabled and (force or now - self.last >= self.every_s):
+            self.last = now
+            self.progress(done, total, message)
