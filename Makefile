@@ -30,7 +30,7 @@ run: $(VENV)/.installed
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy ml
+	$(VENV)/bin/mypy ml core curation captions training evaluation config
 
 # On PostgreSQL, the tests marked both_databases (concurrency, review integrity, jobs) run
 # a second time on the default SQLite.

@@ -16,6 +16,7 @@ from django.db.models import Model
 from django.utils import timezone
 
 from captions.models import Caption, CaptionRevision
+from core.roles import ANNOTATOR, REVIEWER, assign_role
 from curation.models import (
     Group,
     GroupMember,
@@ -27,7 +28,6 @@ from curation.models import (
     Split,
 )
 from curation.near_duplicates import band_rows
-from curation.roles import ANNOTATOR, REVIEWER, assign_role
 
 BATCH = 5_000
 ANNOTATORS = 4

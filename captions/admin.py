@@ -7,7 +7,7 @@ from django.contrib import admin
 from captions.models import Caption, CaptionRevision
 
 
-class CaptionRevisionInline(admin.TabularInline):
+class CaptionRevisionInline(admin.TabularInline[CaptionRevision, Caption]):
     model = CaptionRevision
     extra = 0
     can_delete = False
@@ -27,7 +27,7 @@ class CaptionRevisionInline(admin.TabularInline):
 
 
 @admin.register(Caption)
-class CaptionAdmin(admin.ModelAdmin):
+class CaptionAdmin(admin.ModelAdmin[Caption]):
     list_display = ["text", "status", "source", "group", "image", "split", "version", "updated_at"]
     list_filter = ["status", "source", "split", "model_name", "prompt_version"]
     search_fields = ["text", "group__title", "image__sha256", "image__md5"]
@@ -38,7 +38,7 @@ class CaptionAdmin(admin.ModelAdmin):
 
 
 @admin.register(CaptionRevision)
-class CaptionRevisionAdmin(admin.ModelAdmin):
+class CaptionRevisionAdmin(admin.ModelAdmin[CaptionRevision]):
     list_display = ["caption", "version", "action", "actor", "created_at"]
     list_filter = ["action"]
     search_fields = ["text_before", "text_after", "reason"]

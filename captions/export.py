@@ -19,7 +19,8 @@ from django.db.models import Prefetch
 from django.utils import timezone
 
 from captions.models import Caption
-from curation.models import Group, GroupMember, Image, Split
+from core.splits import Split
+from curation.models import Group, GroupMember, Image
 from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress
 
 MIN_GROUP_SIZE = 2
@@ -81,7 +82,7 @@ def collect(options: ExportOptions) -> dict[str, Any]:
     images: dict[str, Image] = {}
     skipped: list[str] = []
     for group in groups:
-        caption = _best_caption(group.picked)  # type: ignore[attr-defined]
+        caption = _best_caption(group.picked)
         members = [m.image for m in group.members.all()]
         if caption is None or len(members) < MIN_GROUP_SIZE:
             skipped.append(f"group {group.pk}: fewer than {MIN_GROUP_SIZE} images")

@@ -11,13 +11,14 @@ class CaptionSaveForm(forms.Form):
     version = forms.IntegerField(min_value=0, required=False)
 
 
-class RejectForm(forms.Form):
-    reason = forms.ChoiceField(choices=())
-    version = forms.IntegerField(min_value=1)
+def reject_reasons() -> list[tuple[str, str]]:
+    # Read when a form is made, so a changed setting (or a test's) shows at once.
+    return [(reason, reason) for reason in settings.RELSIM_REJECT_REASONS]
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.fields["reason"].choices = [(r, r) for r in settings.RELSIM_REJECT_REASONS]
+
+class RejectForm(forms.Form):
+    reason = forms.ChoiceField(choices=reject_reasons)
+    version = forms.IntegerField(min_value=1)
 
 
 class ApproveForm(forms.Form):

@@ -13,17 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from captions.models import Caption
 from captions.services import caption_create
 from captions.text import CaptionTextError, clean_caption_text
+from core.errors import JobCancelled
+from core.reports import ImportReport
+from core.splits import Split
 from curation.image_refs import ImageRefError, RefResolver
 from curation.intake import ImageRejected, NormalisedImage, normalise_image
-from curation.models import Group, GroupMember, Image, ImportBatch, Split
-from curation.reports import ImportReport
-from curation.services import ImportCancelled, group_create, image_store, intake_limits
+from curation.models import Group, GroupMember, Image, ImportBatch
+from curation.services import group_create, image_store, intake_limits
 from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress
 
 _ACCEPTED, _DUPLICATE, _GROUP_LINE = "accepted", "duplicate", "group line"
@@ -176,7 +178,7 @@ def seed_groups_import(
     images_root: Path | None,
     fetch: bool = False,
     split: str = Split.TRAIN,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
 ) -> SeedGroupResult:
@@ -203,7 +205,7 @@ def seed_groups_import(
     report = result.report
     for number, row in enumerate(rows, start=1):
         if should_stop():
-            raise ImportCancelled(report.summary())
+            raise JobCancelled(report.summary())
         name = f"row {number}"
         if isinstance(row, dict) and isinstance(row.get("index_group"), int):
             name += f" (index_group {row['index_group']})"
@@ -262,7 +264,7 @@ def _import_seed_row(
     source: _SeedSource,
     split: str,
     batch: ImportBatch,
-    user: AbstractBaseUser | None,
+    user: User | None,
 ) -> Group | None:
     if not isinstance(row, dict):
         raise _RowError(f"a group must be a JSON object, not {type(row).__name__}")
@@ -402,7 +404,7 @@ def captions_import(
     file: Path,
     images_dir: Path,
     split: str | None = None,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
     group_member_groups: dict[str, list[Group]] | None = None,
@@ -425,7 +427,7 @@ def captions_import(
     report = ImportReport(batch_id=batch.pk)
     for number, row in _jsonl_rows(file):
         if should_stop():
-            raise ImportCancelled(report.summary())
+            raise JobCancelled(report.summary())
         name = f"{file.name} line {number}"
         try:
             outcome = _import_caption_row(
@@ -460,7 +462,7 @@ def _import_caption_row(
     images_dir: Path,
     split: str,
     batch: ImportBatch,
-    user: AbstractBaseUser | None,
+    user: User | None,
     group_member_groups: dict[str, list[Group]],
 ) -> _Outcome:
     if isinstance(row, _RowError):
@@ -526,7 +528,7 @@ def _import_uncaptioned(
     image_hash: str,
     url: str,
     batch: ImportBatch,
-    user: AbstractBaseUser | None,
+    user: User | None,
 ) -> _Outcome:
     """A distractor: its image joins the pool, with no caption and no split."""
     normalised = _normalise(_read_hashed_image(images_dir, image_hash))
@@ -576,7 +578,7 @@ def _read_hashed_image(images_dir: Path, image_hash: str) -> bytes:
 def dataset_import(
     *,
     folder: Path,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
 ) -> ImportReport:

@@ -6,7 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from curation.models import Group, Image, Split
+from core.splits import Split
+from curation.models import Group, Image
 
 
 class Caption(models.Model):

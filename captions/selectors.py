@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.contrib.auth.models import User
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from captions.models import Caption, CaptionRevision, EditPresence
-from curation.models import GroupMember, Image
+from curation.models import Group, GroupMember, Image
+from curation.selectors import GroupWarning
 
 
-def other_editors(caption: Caption, user: AbstractBaseUser) -> list[str]:
+def other_editors(caption: Caption, user: User) -> list[str]:
     since = timezone.now() - timedelta(seconds=settings.RELSIM_PRESENCE_SECONDS)
     return sorted(
         EditPresence.objects.filter(caption=caption, last_seen__gte=since)
@@ -94,3 +96,58 @@ def word_diff(before: str, after: str) -> list[tuple[str, str]]:
         if op in ("insert", "replace"):
             pieces.append(("ins", " ".join(new[b0:b1])))
     return pieces
+
+
+# --- What curation's pages show of captions (through the caption_panels template tags) ---
+
+
+def caption_counts() -> dict[str, int]:
+    return Caption.objects.aggregate(
+        approved=Count("id", filter=Q(status=Caption.Status.APPROVED)),
+        drafts=Count("id", filter=Q(status=Caption.Status.DRAFT)),
+    )
+
+
+def image_captions(image: Image) -> dict[str, QuerySet[Caption]]:
+    """The image's own captions, and the approved captions of the groups it is in."""
+    return {
+        "captions": Caption.objects.filter(image=image).order_by("-updated_at"),
+        "group_captions": Caption.objects.filter(
+            group__members__image=image, status=Caption.Status.APPROVED
+        ).select_related("group"),
+    }
+
+
+def live_captions_by_group(groups: Iterable[Group]) -> dict[int, list[Caption]]:
+    """Approved and draft captions of each group, in one query for a whole list."""
+    by_group: dict[int, list[Caption]] = {group.pk: [] for group in groups}
+    live = Caption.objects.filter(
+        group__in=list(by_group), status__in=[Caption.Status.APPROVED, Caption.Status.DRAFT]
+    ).only("id", "group_id", "status", "text")
+    for caption in live:
+        if caption.group_id is not None:
+            by_group[caption.group_id].append(caption)
+    return by_group
+
+
+def other_group_warnings(group: Group, members: list[Image]) -> list[GroupWarning]:
+    """Members that are also in another group whose approved caption differs from this one's."""
+    own = set(
+        Caption.objects.filter(group=group, status=Caption.Status.APPROVED).values_list(
+            "text", flat=True
+        )
+    )
+    elsewhere = (
+        Caption.objects.filter(group__members__image__in=members, status=Caption.Status.APPROVED)
+        .exclude(group=group)
+        .select_related("group")
+        .distinct()
+    )
+    return [
+        GroupWarning(
+            "other-group",
+            f"Some images are also in “{caption.group}”, captioned “{caption.text}”.",
+        )
+        for caption in elsewhere
+        if caption.text not in own
+    ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
@@ -32,7 +32,7 @@ def caption_create(
     split: str = "",
     status: str = Caption.Status.DRAFT,
     source: str = Caption.Source.HUMAN,
-    author: AbstractBaseUser | None = None,
+    author: User | None = None,
     model_name: str = "",
     prompt_version: str = "",
 ) -> Caption:
@@ -62,7 +62,7 @@ def caption_create(
 
 
 def caption_edit(
-    *, caption: Caption, text: str, based_on_version: int, editor: AbstractBaseUser | None
+    *, caption: Caption, text: str, based_on_version: int, editor: User | None
 ) -> Caption:
     """Change the text if nobody changed the caption since `based_on_version`.
 
@@ -85,7 +85,7 @@ def caption_edit(
 
 
 def _draft_from_approved(
-    approved: Caption, text: str, based_on_version: int, editor: AbstractBaseUser | None
+    approved: Caption, text: str, based_on_version: int, editor: User | None
 ) -> Caption:
     if approved.version != based_on_version:
         raise StaleCaption(approved)
@@ -139,7 +139,7 @@ class EditSavedForReview(ReviewNotAllowed):
 _WRITES_TEXT = {CaptionRevision.Action.CREATE, CaptionRevision.Action.IMPORT}
 
 
-def own_words(caption: Caption, reviewer: AbstractBaseUser, text: str | None = None) -> int | None:
+def own_words(caption: Caption, reviewer: User, text: str | None = None) -> int | None:
     """How many words of `text` (default: the caption's) the reviewer wrote: the word edit
     distance from the last text someone else wrote. None when they wrote it from scratch."""
     candidate = caption.text if text is None else text
@@ -160,9 +160,7 @@ def own_words(caption: Caption, reviewer: AbstractBaseUser, text: str | None = N
     return None
 
 
-def approval_blocker(
-    caption: Caption, reviewer: AbstractBaseUser, text: str | None = None
-) -> str | None:
+def approval_blocker(caption: Caption, reviewer: User, text: str | None = None) -> str | None:
     """Why the reviewer may not approve this text, or None when they may."""
     if not reviewer.has_perm("captions.review_caption"):
         return "You may not review captions."
@@ -180,7 +178,7 @@ def approval_blocker(
     return None
 
 
-def check_may_review(caption: Caption, reviewer: AbstractBaseUser) -> None:
+def check_may_review(caption: Caption, reviewer: User) -> None:
     """Rejecting needs the permission, and authors do not reject their own drafts."""
     if not reviewer.has_perm("captions.review_caption"):
         raise ReviewNotAllowed("You may not review captions.")
@@ -192,7 +190,7 @@ def check_may_review(caption: Caption, reviewer: AbstractBaseUser) -> None:
 def caption_approve(
     *,
     caption: Caption,
-    reviewer: AbstractBaseUser,
+    reviewer: User,
     text: str | None = None,
     based_on_version: int | None = None,
 ) -> Caption:
@@ -232,7 +230,7 @@ def caption_approve(
 def caption_reject(
     *,
     caption: Caption,
-    reviewer: AbstractBaseUser,
+    reviewer: User,
     reason: str,
     based_on_version: int | None = None,
 ) -> Caption:
@@ -245,7 +243,7 @@ def caption_reject(
     )
 
 
-def captions_bulk_approve(*, captions: list[Caption], reviewer: AbstractBaseUser) -> dict[str, int]:
+def captions_bulk_approve(*, captions: list[Caption], reviewer: User) -> dict[str, int]:
     done = skipped = 0
     for caption in captions:
         try:
@@ -257,7 +255,7 @@ def captions_bulk_approve(*, captions: list[Caption], reviewer: AbstractBaseUser
     return {"approved": done, "skipped": skipped}
 
 
-def presence_touch(*, caption: Caption, user: AbstractBaseUser) -> None:
+def presence_touch(*, caption: Caption, user: User) -> None:
     EditPresence.objects.update_or_create(
         caption=caption, user=user, defaults={"last_seen": timezone.now()}
     )
@@ -265,7 +263,7 @@ def presence_touch(*, caption: Caption, user: AbstractBaseUser) -> None:
 
 def _review(
     caption: Caption,
-    reviewer: AbstractBaseUser,
+    reviewer: User,
     status: str,
     action: str,
     reason: str,
@@ -279,14 +277,11 @@ def _review(
             # One approved caption per group or image: the one it replaces is kept, superseded.
             others = _same_target(current).filter(status=Caption.Status.APPROVED)
             for other in others.select_for_update():
-                other.status = Caption.Status.SUPERSEDED
-                other.version += 1
-                other.save(update_fields=["status", "version", "updated_at"])
-                _record(
+                _move_to(
                     other,
+                    Caption.Status.SUPERSEDED,
                     actor=reviewer,
                     action=CaptionRevision.Action.EDIT,
-                    before=other.text,
                     reason=f"replaced by caption #{current.pk}",
                 )
         Caption.objects.filter(pk=current.pk).update(
@@ -318,7 +313,7 @@ def _review(
 
 
 def captions_members_changed(
-    *, group: Group, added: list[int], removed: list[int], actor: AbstractBaseUser | None
+    *, group: Group, added: list[int], removed: list[int], actor: User | None
 ) -> int:
     """A group whose members changed under its approved caption goes back to review: the
     caption described other images. Returns how many captions were sent back."""
@@ -336,14 +331,11 @@ def captions_members_changed(
             group=group, status=Caption.Status.APPROVED
         )
         for caption in approved:
-            caption.status = Caption.Status.DRAFT
-            caption.version += 1
-            caption.save(update_fields=["status", "version", "updated_at"])
-            _record(
+            _move_to(
                 caption,
+                Caption.Status.DRAFT,
                 actor=actor,
                 action=CaptionRevision.Action.MEMBERS,
-                before=caption.text,
                 reason=note[:500],
                 details={"added": added, "removed": removed},
             )
@@ -351,10 +343,28 @@ def captions_members_changed(
     return sent_back
 
 
+def _move_to(
+    caption: Caption,
+    status: str,
+    *,
+    actor: User | None,
+    action: str,
+    reason: str,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """A status change of a locked caption that keeps its text, as a new version."""
+    caption.status = status
+    caption.version += 1
+    caption.save(update_fields=["status", "version", "updated_at"])
+    _record(
+        caption, actor=actor, action=action, before=caption.text, reason=reason, details=details
+    )
+
+
 def _record(
     caption: Caption,
     *,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     action: str,
     before: str,
     reason: str = "",

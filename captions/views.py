@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from captions import selectors, services
-from captions.forms import ApproveForm, BulkApproveForm, CaptionSaveForm, RejectForm
+from captions.forms import (
+    ApproveForm,
+    BulkApproveForm,
+    CaptionSaveForm,
+    RejectForm,
+    reject_reasons,
+)
 from captions.lint import lint_caption
 from captions.models import Caption
 from captions.text import CaptionTextError
-from curation.access import ANNOTATE, REVIEW, permission_required
-from curation.models import Group, Image, Split
+from core.access import ANNOTATE, REVIEW, permission_required
+from core.http import AuthedRequest
+from core.splits import Split
+from curation.models import Group, Image
 
 # --- editor ------------------------------------------------------------------------------
 
@@ -29,7 +37,7 @@ def _editable_caption(group: Group | None, image: Image | None) -> Caption | Non
     )
 
 
-def _editor(request: HttpRequest, group: Group | None, image: Image | None) -> HttpResponse:
+def _editor(request: AuthedRequest, group: Group | None, image: Image | None) -> HttpResponse:
     caption = _editable_caption(group, image)
     if caption is not None:
         services.presence_touch(caption=caption, user=request.user)
@@ -51,26 +59,26 @@ def _editor(request: HttpRequest, group: Group | None, image: Image | None) -> H
 
 @require_GET
 @permission_required(*ANNOTATE)
-def edit_group_caption(request: HttpRequest, group_id: int) -> HttpResponse:
+def edit_group_caption(request: AuthedRequest, group_id: int) -> HttpResponse:
     return _editor(request, get_object_or_404(Group, pk=group_id), None)
 
 
 @require_GET
 @permission_required(*ANNOTATE)
-def edit_image_caption(request: HttpRequest, image_id: int) -> HttpResponse:
+def edit_image_caption(request: AuthedRequest, image_id: int) -> HttpResponse:
     return _editor(request, None, get_object_or_404(Image, pk=image_id))
 
 
 @require_POST
 @permission_required(*ANNOTATE)
-def lint(request: HttpRequest) -> HttpResponse:
+def lint(request: AuthedRequest) -> HttpResponse:
     text = request.POST.get("text", "")[:2000]
     return render(request, "captions/editor.html#lint", {"lint": lint_caption(text)})
 
 
 @require_POST
 @permission_required("captions.add_caption")
-def create_caption(request: HttpRequest) -> HttpResponse:
+def create_caption(request: AuthedRequest) -> HttpResponse:
     """The first draft of a group's or an image's caption."""
     form = CaptionSaveForm(request.POST)
     group = Group.objects.filter(pk=request.POST.get("group") or 0).first()
@@ -92,7 +100,7 @@ def create_caption(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @permission_required("captions.change_caption")
-def save_caption(request: HttpRequest, caption_id: int) -> HttpResponse:
+def save_caption(request: AuthedRequest, caption_id: int) -> HttpResponse:
     """Autosave and explicit save: refused with 409 when the caption moved on."""
     caption = get_object_or_404(Caption, pk=caption_id)
     form = CaptionSaveForm(request.POST)
@@ -117,7 +125,7 @@ def save_caption(request: HttpRequest, caption_id: int) -> HttpResponse:
     return _saved(request, caption)
 
 
-def _revision_started(request: HttpRequest, draft: Caption) -> HttpResponse:
+def _revision_started(request: AuthedRequest, draft: Caption) -> HttpResponse:
     note = "Saved as a new draft for review; the approved caption stays until it is approved."
     messages.success(request, note)
     if request.htmx:
@@ -127,18 +135,18 @@ def _revision_started(request: HttpRequest, draft: Caption) -> HttpResponse:
     return redirect(_editor_url(draft))
 
 
-def _saved(request: HttpRequest, caption: Caption) -> HttpResponse:
+def _saved(request: AuthedRequest, caption: Caption) -> HttpResponse:
     if request.htmx:
         return render(request, "captions/editor.html#saved", {"caption": caption})
     messages.success(request, "Caption saved.")
     return redirect(_editor_url(caption))
 
 
-def _save_error(request: HttpRequest, message: str) -> HttpResponse:
+def _save_error(request: AuthedRequest, message: str) -> HttpResponse:
     return render(request, "captions/editor.html#save-error", {"message": message}, status=422)
 
 
-def _conflict(request: HttpRequest, current: Caption, mine: str) -> HttpResponse:
+def _conflict(request: AuthedRequest, current: Caption, mine: str) -> HttpResponse:
     """Both texts side by side: nothing typed is lost, nothing is silently overwritten."""
     context = {
         "caption": current,
@@ -165,7 +173,7 @@ def _editor_url(caption: Caption) -> str:
 
 @require_POST
 @permission_required(*ANNOTATE)
-def presence(request: HttpRequest, caption_id: int) -> HttpResponse:
+def presence(request: AuthedRequest, caption_id: int) -> HttpResponse:
     caption = get_object_or_404(Caption, pk=caption_id)
     services.presence_touch(caption=caption, user=request.user)
     context = {"others": selectors.other_editors(caption, request.user), "caption": caption}
@@ -177,7 +185,7 @@ def presence(request: HttpRequest, caption_id: int) -> HttpResponse:
 
 @require_GET
 @permission_required(*REVIEW)
-def review_queue(request: HttpRequest) -> HttpResponse:
+def review_queue(request: AuthedRequest) -> HttpResponse:
     source = request.GET.get("source", "")
     queue = selectors.review_queue()
     if source in Caption.Source.values:
@@ -191,7 +199,7 @@ def review_queue(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @permission_required(*REVIEW)
-def review_detail(request: HttpRequest, caption_id: int) -> HttpResponse:
+def review_detail(request: AuthedRequest, caption_id: int) -> HttpResponse:
     caption = get_object_or_404(
         Caption.objects.select_related("group", "image", "author"), pk=caption_id
     )
@@ -210,7 +218,7 @@ def review_detail(request: HttpRequest, caption_id: int) -> HttpResponse:
         "diff": selectors.word_diff(original, caption.text),
         "history": caption.revisions.select_related("actor").order_by("-version"),
         "lint": lint_caption(caption.text),
-        "reasons": RejectForm().fields["reason"].choices,
+        "reasons": reject_reasons(),
         "next_caption": next_caption,
         "blocker": services.approval_blocker(caption, request.user),
         "replaces": replaces,
@@ -231,7 +239,7 @@ def _after_review(caption: Caption) -> HttpResponse:
 
 @require_POST
 @permission_required(*REVIEW)
-def review_approve(request: HttpRequest, caption_id: int) -> HttpResponse:
+def review_approve(request: AuthedRequest, caption_id: int) -> HttpResponse:
     caption = get_object_or_404(Caption, pk=caption_id)
     form = ApproveForm(request.POST)
     if not form.is_valid():
@@ -261,7 +269,7 @@ def review_approve(request: HttpRequest, caption_id: int) -> HttpResponse:
 
 @require_POST
 @permission_required(*REVIEW)
-def review_reject(request: HttpRequest, caption_id: int) -> HttpResponse:
+def review_reject(request: AuthedRequest, caption_id: int) -> HttpResponse:
     caption = get_object_or_404(Caption, pk=caption_id)
     form = RejectForm(request.POST)
     if not form.is_valid():
@@ -285,7 +293,7 @@ def review_reject(request: HttpRequest, caption_id: int) -> HttpResponse:
 
 @require_POST
 @permission_required(*REVIEW)
-def review_bulk_approve(request: HttpRequest) -> HttpResponse:
+def review_bulk_approve(request: AuthedRequest) -> HttpResponse:
     """Approve several drafts: first a confirmation page, then the approval."""
     form = BulkApproveForm(request.POST)
     if not form.is_valid():

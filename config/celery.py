@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from celery import Celery
 from celery.signals import celeryd_init
 from kombu import Exchange, Queue
+
+from training.queueing import ensure_broker_folders
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -28,14 +29,6 @@ app.conf.update(
     worker_hijack_root_logger=False,
 )
 app.autodiscover_tasks()
-
-
-def ensure_broker_folders() -> None:
-    """The filesystem transport needs its folders to exist before the first message."""
-    options = app.conf.broker_transport_options or {}
-    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
-        if key in options:
-            Path(str(options[key])).mkdir(parents=True, exist_ok=True)
 
 
 @celeryd_init.connect

@@ -6,10 +6,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_int, env_list, env_networks, env_path, env_str, env_url
+
+# Lets `admin.ModelAdmin[Image]` and the other generic classes the types use be written at
+# run time too.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 APP_VERSION = "0.1.0"
@@ -36,6 +41,7 @@ INSTALLED_APPS = [
     "template_partials",
     "axes",
     "csp",
+    "core",
     "curation",
     "captions",
     "training",
@@ -123,7 +129,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 2**20
 # Uploads are counted while they stream in and stopped past RELSIM_MAX_UPLOAD_MB;
 # what spills to disk meanwhile stays under the data directory.
 FILE_UPLOAD_HANDLERS = [
-    "config.uploads.SizeLimitUploadHandler",
+    "core.uploads.SizeLimitUploadHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]

@@ -9,7 +9,7 @@ from curation.models import Group, GroupMember, Image, ImportBatch, InterestLabe
 
 
 @admin.register(Image)
-class ImageAdmin(admin.ModelAdmin):
+class ImageAdmin(admin.ModelAdmin[Image]):
     list_display = ["preview", "source_name", "width", "height", "original_format", "created_at"]
     list_filter = ["original_format", "batch__kind", "created_at"]
     search_fields = ["sha256", "md5", "phash", "source_name", "source_url"]
@@ -39,7 +39,7 @@ class ImageAdmin(admin.ModelAdmin):
 
 
 @admin.register(ImportBatch)
-class ImportBatchAdmin(admin.ModelAdmin):
+class ImportBatchAdmin(admin.ModelAdmin[ImportBatch]):
     list_display = ["id", "kind", "source", "created_by", "created_at"]
     list_filter = ["kind", "created_at"]
     search_fields = ["source"]
@@ -47,7 +47,7 @@ class ImportBatchAdmin(admin.ModelAdmin):
 
 
 @admin.register(InterestLabel)
-class InterestLabelAdmin(admin.ModelAdmin):
+class InterestLabelAdmin(admin.ModelAdmin[InterestLabel]):
     list_display = ["image", "annotator", "interesting", "updated_at"]
     list_filter = ["interesting", "annotator"]
     search_fields = ["image__sha256", "image__source_name", "annotator__username"]
@@ -55,7 +55,7 @@ class InterestLabelAdmin(admin.ModelAdmin):
     list_select_related = ["image", "annotator"]
 
 
-class GroupMemberInline(admin.TabularInline):
+class GroupMemberInline(admin.TabularInline[GroupMember, Group]):
     model = GroupMember
     raw_id_fields = ["image"]
     extra = 0
@@ -63,7 +63,7 @@ class GroupMemberInline(admin.TabularInline):
 
 
 @admin.register(Group)
-class GroupAdmin(admin.ModelAdmin):
+class GroupAdmin(admin.ModelAdmin[Group]):
     list_display = ["title", "split", "state", "member_count", "created_by", "updated_at"]
     list_filter = ["split", "state", "created_at"]
     search_fields = ["title", "notes", "captions__text"]

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.http import QueryDict
 
-from curation.models import Group, Split
+from core.splits import Split
+from curation.models import Group
 
 MAX_IDS = 500
 
@@ -47,7 +49,8 @@ class ImageIdsForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        raw = ",".join([data.get("images") or "", *self.data.getlist("image")])
+        repeated = self.data.getlist("image") if isinstance(self.data, QueryDict) else []
+        raw = ",".join([data.get("images") or "", *repeated])
         data["ids"] = list(dict.fromkeys(_int_list(raw, "image id")))
         return data
 
@@ -69,4 +72,5 @@ class LabelForm(forms.Form):
     interesting = forms.ChoiceField(choices=[("yes", "yes"), ("no", "no")])
 
     def clean_interesting(self) -> bool:
-        return self.cleaned_data["interesting"] == "yes"
+        answer: str = self.cleaned_data["interesting"]
+        return answer == "yes"

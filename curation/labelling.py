@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
@@ -18,11 +18,11 @@ from curation.models import Image, InterestLabel, LabelLease
 CANDIDATES_PER_TRY = 20
 
 
-def _lease_until() -> timezone.datetime:
+def _lease_until() -> datetime:
     return timezone.now() + timedelta(seconds=settings.RELSIM_LEASE_SECONDS)
 
 
-def queue_candidates(annotator: AbstractBaseUser, skip: Sequence[int] = ()) -> list[int]:
+def queue_candidates(annotator: User, skip: Sequence[int] = ()) -> list[int]:
     """Images this annotator has not labelled, still short of labels, and not leased by
     someone else right now; oldest first."""
     now = timezone.now()
@@ -44,7 +44,7 @@ def _short_of_labels() -> QuerySet[Image]:
     )
 
 
-def lease_next_image(*, annotator: AbstractBaseUser, skip: Sequence[int] = ()) -> Image | None:
+def lease_next_image(*, annotator: User, skip: Sequence[int] = ()) -> Image | None:
     """The annotator's current leased image, or a newly leased one; None when done."""
     now = timezone.now()
     current = (
@@ -62,7 +62,7 @@ def lease_next_image(*, annotator: AbstractBaseUser, skip: Sequence[int] = ()) -
     return None
 
 
-def _take_lease(annotator: AbstractBaseUser, image_id: int) -> bool:
+def _take_lease(annotator: User, image_id: int) -> bool:
     # A stale lease (expired, or this annotator's own) is taken over atomically.
     taken = LabelLease.objects.filter(
         Q(expires_at__lte=timezone.now()) | Q(annotator=annotator), image_id=image_id
@@ -89,12 +89,12 @@ def _take_lease(annotator: AbstractBaseUser, image_id: int) -> bool:
     return still_wanted
 
 
-def lease_image(*, annotator: AbstractBaseUser, image: Image) -> bool:
+def lease_image(*, annotator: User, image: Image) -> bool:
     """Lease a given image (after an undo, so it comes back first); False if held."""
     return _take_lease(annotator, image.pk)
 
 
-def release_lease(*, annotator: AbstractBaseUser, image: Image) -> None:
+def release_lease(*, annotator: User, image: Image) -> None:
     LabelLease.objects.filter(annotator=annotator, image=image).delete()
 
 
@@ -105,7 +105,7 @@ class QueueCounts:
     remaining: int
 
 
-def queue_counts(annotator: AbstractBaseUser) -> QueueCounts:
+def queue_counts(annotator: User) -> QueueCounts:
     mine = InterestLabel.objects.filter(annotator=annotator)
     start = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
     remaining = (

@@ -7,10 +7,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 
-
-class Split(models.TextChoices):
-    TRAIN = "train", "train"
-    TEST = "test", "test"
+from core.splits import Split
 
 
 class ImportBatch(models.Model):

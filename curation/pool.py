@@ -3,12 +3,13 @@ the same on page 1 and page 2,000."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from curation.models import Group, GroupMember, Image, ImportBatch, InterestLabel
@@ -64,7 +65,7 @@ class PoolFilterForm(forms.Form):
 
 @dataclass(frozen=True)
 class PoolPage:
-    images: list[Image]
+    images: Sequence[Image]
     next_cursor: str | None
     prev_cursor: str | None
 
@@ -82,7 +83,7 @@ def _cursor(image: Image, sort: str) -> str:
     return str(image.pk)
 
 
-def filtered_images(data: dict[str, Any], user: AbstractBaseUser) -> QuerySet[Image]:
+def filtered_images(data: dict[str, Any], user: User) -> QuerySet[Image]:
     images = Image.objects.all()
     label = data.get("label") or ""
     any_label = InterestLabel.objects.filter(image=OuterRef("pk"))
@@ -136,7 +137,7 @@ def _beyond(images: QuerySet[Image], sort: str, cursor: str, *, forward: bool) -
     return images.filter(Q(filter_score__gt=score) | Q(filter_score=score, id__gt=pk))
 
 
-def pool_page(data: dict[str, Any], user: AbstractBaseUser, *, size: int | None = None) -> PoolPage:
+def pool_page(data: dict[str, Any], user: User, *, size: int | None = None) -> PoolPage:
     """One page of the pool: the same few queries however deep the page is."""
     size = size or settings.RELSIM_POOL_PAGE_SIZE
     sort = data.get("sort") or "new"

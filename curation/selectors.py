@@ -5,24 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Count, Q
 
-from captions.models import Caption
 from curation.models import Group, Image, InterestLabel
 from curation.near_duplicates import close_pairs
 
 
 def dataset_stats() -> dict[str, int]:
-    captions = Caption.objects.aggregate(
-        approved=Count("id", filter=Q(status=Caption.Status.APPROVED)),
-        drafts=Count("id", filter=Q(status=Caption.Status.DRAFT)),
-    )
     return {
         "images": Image.objects.count(),
         "labelled": InterestLabel.objects.values("image").distinct().count(),
         "groups": Group.objects.count(),
-        "approved_captions": captions["approved"],
-        "draft_captions": captions["drafts"],
     }
 
 
@@ -32,8 +24,9 @@ class GroupWarning:
     message: str
 
 
-def group_warnings(group: Group, members: list[Image]) -> list[GroupWarning]:
-    """What to look at before calling a group ready."""
+def group_warnings(members: list[Image]) -> list[GroupWarning]:
+    """What to look at before calling a group ready (the captions app adds what its captions
+    say, on the page)."""
     warnings = []
     limit = settings.RELSIM_GROUP_MAX_SIZE
     if not 2 <= len(members) <= limit:
@@ -49,23 +42,4 @@ def group_warnings(group: Group, members: list[Image]) -> list[GroupWarning]:
                 f"{first} and {second} look like near duplicates ({distance} bits apart).",
             )
         )
-    own = set(
-        Caption.objects.filter(group=group, status=Caption.Status.APPROVED).values_list(
-            "text", flat=True
-        )
-    )
-    elsewhere = (
-        Caption.objects.filter(group__members__image__in=members, status=Caption.Status.APPROVED)
-        .exclude(group=group)
-        .select_related("group")
-        .distinct()
-    )
-    for caption in elsewhere:
-        if caption.text not in own:
-            warnings.append(
-                GroupWarning(
-                    "other-group",
-                    f"Some images are also in “{caption.group}”, captioned “{caption.text}”.",
-                )
-            )
     return warnings

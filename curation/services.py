@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.errors import JobCancelled
+from core.reports import ImportReport
+from core.splits import Split
 from curation import storage
 from curation.intake import (
     ImageRejected,
@@ -31,16 +34,10 @@ from curation.models import (
     ImageHashBand,
     ImportBatch,
     InterestLabel,
-    Split,
 )
 from curation.near_duplicates import band_rows
-from curation.reports import ImportReport
 from curation.signals import group_members_changed
 from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress
-
-
-class ImportCancelled(Exception):
-    """Raised between files when the caller asked to stop; what was imported stays."""
 
 
 def intake_limits() -> IntakeLimits:
@@ -62,7 +59,7 @@ def image_store(
     source_name: str = "",
     source_url: str = "",
     batch: ImportBatch | None = None,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> StoredImage:
     """Store a normalised image once; the same content again returns the existing row."""
     existing = Image.objects.filter(sha256=normalised.sha256).first()
@@ -104,7 +101,7 @@ def image_store(
 def images_import(
     *,
     source: Path,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
 ) -> ImportReport:
@@ -122,7 +119,7 @@ def images_import(
     total = len(entries)
     for done, entry in enumerate(entries):
         if should_stop():
-            raise ImportCancelled(report.summary())
+            raise JobCancelled(report.summary())
         if isinstance(entry, SkippedEntry):
             report.reject(entry.name, entry.reason)
         else:
@@ -138,7 +135,7 @@ def _import_one(
     read: object,
     limits: IntakeLimits,
     batch: ImportBatch,
-    user: AbstractBaseUser | None,
+    user: User | None,
     report: ImportReport,
 ) -> None:
     try:
@@ -168,7 +165,7 @@ def group_create(
     images: Iterable[Image] = (),
     split: str = Split.TRAIN,
     notes: str = "",
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     import_key: str | None = None,
 ) -> Group:
     if not title.strip():
@@ -187,9 +184,7 @@ def group_create(
     return group
 
 
-def group_add_images(
-    *, group: Group, images: Iterable[Image], user: AbstractBaseUser | None = None
-) -> int:
+def group_add_images(*, group: Group, images: Iterable[Image], user: User | None = None) -> int:
     """Append images to a group in order; images already in it are left where they are."""
     with transaction.atomic():
         locked = Group.objects.select_for_update().get(pk=group.pk)
@@ -226,16 +221,14 @@ def group_set_state(*, group: Group, state: str) -> Group:
 # --- Interest labels ----------------------------------------------------------------------
 
 
-def interest_label_set(
-    *, image: Image, annotator: AbstractBaseUser, interesting: bool
-) -> InterestLabel:
+def interest_label_set(*, image: Image, annotator: User, interesting: bool) -> InterestLabel:
     label, _ = InterestLabel.objects.update_or_create(
         image=image, annotator=annotator, defaults={"interesting": interesting}
     )
     return label
 
 
-def group_remove_image(*, group: Group, image: Image, user: AbstractBaseUser | None = None) -> None:
+def group_remove_image(*, group: Group, image: Image, user: User | None = None) -> None:
     with transaction.atomic():
         removed, _ = GroupMember.objects.filter(group=group, image=image).delete()
         _renumber(group)
@@ -244,9 +237,7 @@ def group_remove_image(*, group: Group, image: Image, user: AbstractBaseUser | N
             _members_changed(group, [], [image.pk], user)
 
 
-def _members_changed(
-    group: Group, added: list[int], removed: list[int], user: AbstractBaseUser | None
-) -> None:
+def _members_changed(group: Group, added: list[int], removed: list[int], user: User | None) -> None:
     # Inside the caller's transaction: a caption is sent back to review with the change or
     # the change does not happen.
     group_members_changed.send(sender=Group, group=group, added=added, removed=removed, actor=user)
@@ -284,7 +275,7 @@ def group_update(*, group: Group, title: str, notes: str, split: str) -> Group:
 
 
 def group_mark_negative(
-    *, group: Group, image: Image, user: AbstractBaseUser | None, negative: bool = True
+    *, group: Group, image: Image, user: User | None, negative: bool = True
 ) -> None:
     if negative:
         GroupNegative.objects.get_or_create(group=group, image=image, defaults={"created_by": user})

@@ -53,7 +53,9 @@ def rank(
     def rows_of(wanted: list[int]) -> NDArray[np.int64]:
         found = np.searchsorted(ids, wanted)
         found = found[found < len(ids)]
-        return found[ids[found] == np.asarray(wanted, dtype=np.int64)[: len(found)]]
+        matches = ids[found] == np.asarray(wanted, dtype=np.int64)[: len(found)]
+        rows: NDArray[np.int64] = found[matches]
+        return rows
 
     pos_rows = rows_of(sorted(positives))
     if not len(pos_rows):

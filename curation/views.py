@@ -7,33 +7,34 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
-from captions.models import Caption
+from core.access import ANNOTATE, permission_required, safe_next
+from core.http import AuthedRequest
+from core.roles import role_of
+from core.splits import Split
 from curation import labelling, selectors, services
-from curation.access import ANNOTATE, permission_required, safe_next
 from curation.forms import GroupForm, ImageIdsForm, LabelForm, ReorderForm
-from curation.models import Group, GroupMember, Image, InterestLabel, Split
+from curation.models import Group, GroupMember, Image, InterestLabel
 from curation.near_duplicates import near_duplicates
 from curation.pool import PoolFilterForm, filter_choices, pool_page
-from curation.roles import role_of
 from curation.similarity import best_source, rank
 
 CURRENT_GROUP = "current_group_id"
 GROUPS_PER_PAGE = 60
 
 
-def _current_group(request: HttpRequest) -> Group | None:
+def _current_group(request: AuthedRequest) -> Group | None:
     group_id = request.session.get(CURRENT_GROUP)
     return Group.objects.filter(pk=group_id).first() if group_id else None
 
 
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: AuthedRequest) -> HttpResponse:
     context = {"stats": selectors.dataset_stats(), "role": role_of(request.user)}
     return render(request, "curation/home.html", context)
 
@@ -43,7 +44,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @permission_required(*ANNOTATE)
-def pool(request: HttpRequest) -> HttpResponse:
+def pool(request: AuthedRequest) -> HttpResponse:
     form = PoolFilterForm(request.GET)
     if not form.is_valid():
         context = {"form": form, "choices": filter_choices(), "page": None}
@@ -65,16 +66,12 @@ def pool(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @permission_required(*ANNOTATE)
-def image_detail(request: HttpRequest, image_id: int) -> HttpResponse:
+def image_detail(request: AuthedRequest, image_id: int) -> HttpResponse:
     image = get_object_or_404(Image.objects.select_related("batch", "created_by"), pk=image_id)
     context = {
         "image": image,
         "labels": image.interest_labels.select_related("annotator").order_by("annotator__username"),
         "memberships": image.memberships.select_related("group"),
-        "captions": Caption.objects.filter(image=image).order_by("-updated_at"),
-        "group_captions": Caption.objects.filter(
-            group__members__image=image, status=Caption.Status.APPROVED
-        ).select_related("group"),
         "near": near_duplicates(image),
         "my_label": image.interest_labels.filter(annotator=request.user).first(),
         "current_group": _current_group(request),
@@ -84,7 +81,7 @@ def image_detail(request: HttpRequest, image_id: int) -> HttpResponse:
 
 @require_POST
 @permission_required(*ANNOTATE)
-def image_label(request: HttpRequest, image_id: int) -> HttpResponse:
+def image_label(request: AuthedRequest, image_id: int) -> HttpResponse:
     """Label one image from the pool or its page (y / n)."""
     image = get_object_or_404(Image, pk=image_id)
     form = LabelForm(request.POST)
@@ -103,7 +100,7 @@ def image_label(request: HttpRequest, image_id: int) -> HttpResponse:
 
 @require_GET
 @permission_required(*ANNOTATE)
-def label_queue(request: HttpRequest) -> HttpResponse:
+def label_queue(request: AuthedRequest) -> HttpResponse:
     image = labelling.lease_next_image(
         annotator=request.user, skip=request.session.get("skipped", [])
     )
@@ -115,7 +112,7 @@ def label_queue(request: HttpRequest) -> HttpResponse:
     return render(request, "curation/label_queue.html", context)
 
 
-def _last_label(request: HttpRequest) -> InterestLabel | None:
+def _last_label(request: AuthedRequest) -> InterestLabel | None:
     label_id = request.session.get("last_label_id")
     if not label_id:
         return None
@@ -128,7 +125,7 @@ def _last_label(request: HttpRequest) -> InterestLabel | None:
 
 @require_POST
 @permission_required(*ANNOTATE)
-def label_submit(request: HttpRequest) -> HttpResponse:
+def label_submit(request: AuthedRequest) -> HttpResponse:
     """y / n labels the leased image; s skips it (the lease is given up for someone else)."""
     image = get_object_or_404(Image, pk=request.POST.get("image") or 0)
     answer = request.POST.get("answer")
@@ -150,7 +147,7 @@ def label_submit(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @permission_required(*ANNOTATE)
-def label_undo(request: HttpRequest) -> HttpResponse:
+def label_undo(request: AuthedRequest) -> HttpResponse:
     """Take back this session's last label and put its image in front of the queue again."""
     stack = request.session.get("undo_stack", [])
     if not stack:
@@ -170,7 +167,7 @@ def label_undo(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @permission_required(*ANNOTATE)
-def agreement(request: HttpRequest) -> HttpResponse:
+def agreement(request: AuthedRequest) -> HttpResponse:
     return render(request, "curation/agreement.html", {"agreement": labelling.agreement()})
 
 
@@ -179,7 +176,7 @@ def agreement(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @permission_required(*ANNOTATE)
-def group_list(request: HttpRequest) -> HttpResponse:
+def group_list(request: AuthedRequest) -> HttpResponse:
     groups = Group.objects.order_by("-updated_at")
     state, split = request.GET.get("state", ""), request.GET.get("split", "")
     if state in Group.State.values:
@@ -196,13 +193,6 @@ def group_list(request: HttpRequest) -> HttpResponse:
                 "id", "group_id", "position", "image__id", "image__thumbnail"
             ),
         ),
-        Prefetch(
-            "captions",
-            queryset=Caption.objects.filter(status__in=["approved", "draft"]).only(
-                "id", "group_id", "status", "text"
-            ),
-            to_attr="live_captions",
-        ),
     )[:GROUPS_PER_PAGE]
     context = {
         "groups": groups,
@@ -218,7 +208,7 @@ def group_list(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @permission_required(*ANNOTATE)
-def group_create(request: HttpRequest) -> HttpResponse:
+def group_create(request: AuthedRequest) -> HttpResponse:
     form = GroupForm(request.POST)
     if not form.is_valid():
         messages.error(request, "The group needs a title: " + form.errors.as_text())
@@ -236,16 +226,14 @@ def group_create(request: HttpRequest) -> HttpResponse:
     return redirect("group_detail", group_id=group.pk)
 
 
-def _group_context(request: HttpRequest, group: Group) -> dict[str, object]:
+def _group_context(request: AuthedRequest, group: Group) -> dict[str, object]:
     members = [m.image for m in group.members.select_related("image")]
-    captions = list(group.captions.order_by("-updated_at")[:5])
     return {
         "group": group,
         "members": members,
         "member_rows": _member_rows(members),
         "negatives": list(group.negatives.select_related("image")),
-        "warnings": selectors.group_warnings(group, members),
-        "captions": captions,
+        "warnings": selectors.group_warnings(members),
         "form": GroupForm(instance_group=group),
         "max_size": settings.RELSIM_GROUP_MAX_SIZE,
         "is_current": request.session.get(CURRENT_GROUP) == group.pk,
@@ -273,14 +261,14 @@ def _member_rows(members: list[Image]) -> list[tuple[Image, str, str]]:
 
 @require_GET
 @permission_required(*ANNOTATE)
-def group_detail(request: HttpRequest, group_id: int) -> HttpResponse:
+def group_detail(request: AuthedRequest, group_id: int) -> HttpResponse:
     group = get_object_or_404(Group, pk=group_id)
     return render(request, "curation/group_detail.html", _group_context(request, group))
 
 
 @require_POST
 @permission_required(*ANNOTATE)
-def group_update(request: HttpRequest, group_id: int) -> HttpResponse:
+def group_update(request: AuthedRequest, group_id: int) -> HttpResponse:
     group = get_object_or_404(Group, pk=group_id)
     form = GroupForm(request.POST)
     if form.is_valid():
@@ -298,7 +286,7 @@ def group_update(request: HttpRequest, group_id: int) -> HttpResponse:
 
 @require_POST
 @permission_required(*ANNOTATE)
-def group_state(request: HttpRequest, group_id: int) -> HttpResponse:
+def group_state(request: AuthedRequest, group_id: int) -> HttpResponse:
     group = get_object_or_404(Group, pk=group_id)
     try:
         services.group_set_state(group=group, state=request.POST.get("state", ""))
@@ -310,7 +298,7 @@ def group_state(request: HttpRequest, group_id: int) -> HttpResponse:
 
 @require_POST
 @permission_required(*ANNOTATE)
-def group_add(request: HttpRequest, group_id: int) -> HttpResponse:
+def group_add(request: AuthedRequest, group_id: int) -> HttpResponse:
     """Add images (ids from the pool selection, one image, or a page) to a group."""
     group = get_object_or_404(Group, pk=group_id)
     form = ImageIdsForm(request.POST)
@@ -330,7 +318,7 @@ def group_add(request: HttpRequest, group_id: int) -> HttpResponse:
 
 @require_POST
 @permission_required(*ANNOTATE)
-def group_remove(request: HttpRequest, group_id: int, image_id: int) -> HttpResponse:
+def group_remove(request: AuthedRequest, group_id: int, image_id: int) -> HttpResponse:
     group = get_object_or_404(Group, pk=group_id)
     services.group_remove_image(
         group=group, image=get_object_or_404(Image, pk=image_id), user=request.user
@@ -340,7 +328,7 @@ def group_remove(request: HttpRequest, group_id: int, image_id: int) -> HttpResp
 
 @require_POST
 @permission_required(*ANNOTATE)
-def group_reorder(request: HttpRequest, group_id: int) -> HttpResponse:
+def group_reorder(request: AuthedRequest, group_id: int) -> HttpResponse:
     group = get_object_or_404(Group, pk=group_id)
     form = ReorderForm(request.POST)
     if not form.is_valid():
@@ -356,21 +344,24 @@ def group_reorder(request: HttpRequest, group_id: int) -> HttpResponse:
 
 @require_POST
 @permission_required(*ANNOTATE)
-def group_negative(request: HttpRequest, group_id: int, image_id: int) -> HttpResponse:
+def group_negative(request: AuthedRequest, group_id: int, image_id: int) -> HttpResponse:
     group = get_object_or_404(Group, pk=group_id)
     image = get_object_or_404(Image, pk=image_id)
     negative = request.POST.get("negative", "1") == "1"
     services.group_mark_negative(group=group, image=image, user=request.user, negative=negative)
     if request.htmx:
-        return group_similar(request, group_id)
+        return _similar_panel(request, group)
     return redirect("group_detail", group_id=group.pk)
 
 
 @require_GET
 @permission_required(*ANNOTATE)
-def group_similar(request: HttpRequest, group_id: int) -> HttpResponse:
+def group_similar(request: AuthedRequest, group_id: int) -> HttpResponse:
+    return _similar_panel(request, get_object_or_404(Group, pk=group_id))
+
+
+def _similar_panel(request: AuthedRequest, group: Group) -> HttpResponse:
     """The "find similar" panel: the whole group is the query, negatives push away."""
-    group = get_object_or_404(Group, pk=group_id)
     source = best_source()
     members = list(group.members.values_list("image_id", flat=True))
     negatives = list(group.negatives.values_list("image_id", flat=True))
@@ -386,7 +377,7 @@ def group_similar(request: HttpRequest, group_id: int) -> HttpResponse:
 
 @require_POST
 @permission_required(*ANNOTATE)
-def group_set_current(request: HttpRequest, group_id: int) -> HttpResponse:
+def group_set_current(request: AuthedRequest, group_id: int) -> HttpResponse:
     group = get_object_or_404(Group, pk=group_id)
     request.session[CURRENT_GROUP] = group.pk
     messages.success(request, f"“{group.title}” is now the current group (a adds to it).")

@@ -67,7 +67,7 @@ def data_dir(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture
 def make_user(django_user_model: Any) -> Any:
-    from curation.roles import assign_role
+    from core.roles import assign_role
 
     def make(name: str, role: str | None = None, password: str = "a-long-test-password") -> Any:
         user = django_user_model.objects.create_user(username=name, password=password)

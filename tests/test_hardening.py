@@ -266,7 +266,7 @@ def test_no_byte_past_the_limit_reaches_the_handlers_that_store(
     admin_user_role: Any, small_uploads: Path, settings: Any
 ) -> None:
     settings.FILE_UPLOAD_HANDLERS = [
-        "config.uploads.SizeLimitUploadHandler",
+        "core.uploads.SizeLimitUploadHandler",
         "tests.test_hardening._Recorder",
     ]
     client = Client()

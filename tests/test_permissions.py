@@ -21,9 +21,9 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 
 from captions.services import caption_create
+from core.roles import assign_role
 from curation.intake import normalise_image
 from curation.models import Image
-from curation.roles import assign_role
 from curation.services import group_create, image_store
 from training.models import Job
 
@@ -37,7 +37,7 @@ LOGIN = "login"
 Answer = int | str
 Answers = tuple[Answer, Answer, Answer, Answer]  # in ROLES order
 
-# Who gets what, for the three levels of access (curation.access).
+# Who gets what, for the three levels of access (core.access).
 SIGNED_IN: Answers = (LOGIN, 200, 200, 200)
 ANNOTATE: Answers = (LOGIN, 200, 200, 200)
 ANNOTATE_ACT: Answers = (LOGIN, 302, 302, 302)

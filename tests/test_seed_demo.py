@@ -12,8 +12,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from captions.models import Caption
+from core.roles import role_of
 from curation.models import Group, Image, InterestLabel
-from curation.roles import role_of
 
 pytestmark = pytest.mark.django_db
 

@@ -9,14 +9,15 @@ from django.shortcuts import render
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from config.uploads import upload_refusal
+from core.http import AuthedRequest
+from core.uploads import upload_refusal
 from training import services
 from training.forms import ImportJobForm
 from training.models import Job, WorkerBeat
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(admin.ModelAdmin[Job]):
     list_display = [
         "id",
         "kind",
@@ -71,7 +72,7 @@ class JobAdmin(admin.ModelAdmin):
         ]
         return extra + super().get_urls()
 
-    def import_view(self, request: HttpRequest) -> HttpResponse:
+    def import_view(self, request: AuthedRequest) -> HttpResponse:
         if not self.has_view_permission(request) or not request.user.has_perm("training.add_job"):
             messages.error(request, "You may not start jobs.")
             return HttpResponseRedirect(reverse("admin:index"))
@@ -119,7 +120,7 @@ class JobAdmin(admin.ModelAdmin):
 
 
 @admin.register(WorkerBeat)
-class WorkerBeatAdmin(admin.ModelAdmin):
+class WorkerBeatAdmin(admin.ModelAdmin[WorkerBeat]):
     list_display = ["name", "queues", "pid", "started_at", "last_seen"]
     readonly_fields = ["name", "queues", "pid", "started_at", "last_seen"]
 

@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class TrainingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "training"
+
+    def ready(self) -> None:
+        from training import dataset_jobs  # noqa: F401  (its runners register themselves)

@@ -1,4 +1,5 @@
-"""Running one job by id: claim it, run its kind's runner, record how it ended."""
+"""Running one job by id: claim it, run its kind's runner, record how it ended. It knows no
+app: runners register themselves by kind and end early through core's errors."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import logging
 import socket
 import traceback
 
-from curation.services import ImportCancelled
+from core.errors import JobCancelled, JobInputError
 from training import services
 from training.reporting import JobReporter
-from training.runners import RUNNERS, JobInputError
+from training.runners import runner_for
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +22,14 @@ def execute_job(job_id: int, *, worker: str | None = None) -> str | None:
     if job is None:
         log.info("job %s was already claimed; skipping", job_id)
         return None
-    run = RUNNERS.get(job.kind)
+    run = runner_for(job.kind)
     if run is None:
         services.job_fail(job_id=job_id, error=f"no runner for job kind {job.kind!r} yet")
         return "failed"
     with JobReporter(job_id) as reporter:
         try:
             artifacts = run(job, reporter)
-        except ImportCancelled as exc:
+        except JobCancelled as exc:
             services.job_mark_cancelled(job_id=job_id, message=f"cancelled: {exc}")
             return "cancelled"
         except JobInputError as exc:

@@ -46,8 +46,8 @@ class ImportJobForm(forms.Form):
         # and the fields after it never arrived, so that is the one thing worth saying.
         self.upload_refused = upload_refused
 
-    def clean_upload(self) -> UploadedFile | None:
-        upload: UploadedFile | None = self.cleaned_data.get("upload")
+    def clean_upload(self) -> UploadedFile[bytes] | None:
+        upload: UploadedFile[bytes] | None = self.cleaned_data.get("upload")
         if upload is None:
             return None
         limit = settings.RELSIM_MAX_UPLOAD_MB * 2**20
@@ -104,7 +104,7 @@ class ImportJobForm(forms.Form):
             params["fetch"] = bool(data.get("fetch"))
         return params
 
-    def _save_upload(self, upload: UploadedFile) -> str:
+    def _save_upload(self, upload: UploadedFile[bytes]) -> str:
         folder = import_roots()[0] / uuid.uuid4().hex
         folder.mkdir(parents=True)
         target = folder / Path(upload.name or "upload").name

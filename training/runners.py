@@ -1,7 +1,10 @@
-"""What each job kind does: read its params, call a service, return its artifacts.
+"""The runner registry: each job kind's runner registers itself here with `@runner(kind)`,
+and the executor looks it up by kind. Also the checks runners share for their inputs.
 
-A runner raises JobInputError for a user error (bad params, unreadable input): the job
-fails with that message and is not retried."""
+A runner reads its job's params, calls a service and returns the job's artifacts. It raises
+core.errors.JobInputError for a user error (bad params, unreadable input; the job fails with
+that message) and core.errors.JobCancelled when it stops because it was asked to. A runner
+that needs models takes their folders from training.model_paths."""
 
 from __future__ import annotations
 
@@ -10,15 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.utils import timezone
 
+from core.errors import JobInputError
 from training.models import Job
 from training.reporting import JobReporter
-
-
-class JobInputError(Exception):
-    """The job's own inputs are wrong; retrying will not help."""
-
 
 Runner = Callable[[Job, JobReporter], dict[str, Any]]
 RUNNERS: dict[str, Runner] = {}
@@ -26,10 +24,16 @@ RUNNERS: dict[str, Runner] = {}
 
 def runner(kind: str) -> Callable[[Runner], Runner]:
     def register(func: Runner) -> Runner:
+        if RUNNERS.get(kind, func) is not func:
+            raise ValueError(f"job kind {kind!r} already has a runner")
         RUNNERS[kind] = func
         return func
 
     return register
+
+
+def runner_for(kind: str) -> Runner | None:
+    return RUNNERS.get(kind)
 
 
 def import_roots() -> list[Path]:
@@ -48,94 +52,3 @@ def checked_input_path(params: dict[str, Any], key: str) -> Path:
     if not path.exists():
         raise JobInputError(f"{path} does not exist")
     return path
-
-
-def _user(job: Job) -> Any:
-    return job.created_by
-
-
-@runner(Job.Kind.IMPORT_IMAGES)
-def run_import_images(job: Job, reporter: JobReporter) -> dict[str, Any]:
-    from curation.intake import SourceError
-    from curation.services import images_import
-
-    source = checked_input_path(job.params, "path")
-    try:
-        report = images_import(
-            source=source,
-            user=_user(job),
-            progress=reporter.progress,
-            should_stop=reporter.should_stop,
-        )
-    except SourceError as exc:
-        raise JobInputError(str(exc)) from None
-    reporter.log(report.summary())
-    return {"report": report.as_dict()}
-
-
-@runner(Job.Kind.IMPORT_SEED_GROUPS)
-def run_import_seed_groups(job: Job, reporter: JobReporter) -> dict[str, Any]:
-    from captions.importers import ImportFileError, seed_groups_import
-
-    file = checked_input_path(job.params, "path")
-    root = job.params.get("images_root")
-    try:
-        result = seed_groups_import(
-            file=file,
-            images_root=checked_input_path(job.params, "images_root") if root else file.parent,
-            fetch=bool(job.params.get("fetch", False)),
-            split=job.params.get("split", "train"),
-            user=_user(job),
-            progress=reporter.progress,
-            should_stop=reporter.should_stop,
-        )
-    except ImportFileError as exc:
-        raise JobInputError(str(exc)) from None
-    reporter.log(result.report.summary())
-    return {"report": result.report.as_dict()}
-
-
-@runner(Job.Kind.IMPORT_CAPTIONS)
-def run_import_captions(job: Job, reporter: JobReporter) -> dict[str, Any]:
-    from captions.importers import ImportFileError, captions_import
-
-    file = checked_input_path(job.params, "path")
-    images = job.params.get("images")
-    try:
-        report = captions_import(
-            file=file,
-            images_dir=checked_input_path(job.params, "images") if images else file.parent,
-            split=job.params.get("split"),
-            user=_user(job),
-            progress=reporter.progress,
-            should_stop=reporter.should_stop,
-        )
-    except ImportFileError as exc:
-        raise JobInputError(str(exc)) from None
-    reporter.log(report.summary())
-    return {"report": report.as_dict()}
-
-
-@runner(Job.Kind.EXPORT_DATASET)
-def run_export_dataset(job: Job, reporter: JobReporter) -> dict[str, Any]:
-    from captions.export import ExportError, ExportOptions, dataset_export
-
-    exports = settings.DATA_DIR / "exports"
-    exports.mkdir(parents=True, exist_ok=True)
-    name = job.params.get("name") or f"relsim-export-{job.pk}-{timezone.now():%Y%m%d-%H%M%S}.zip"
-    if not isinstance(name, str) or "/" in name or name.startswith("."):
-        raise JobInputError("the export name must be a plain file name")
-    splits = job.params.get("splits") or ["train", "test"]
-    try:
-        result = dataset_export(
-            out=exports / name,
-            options=ExportOptions(
-                include_drafts=bool(job.params.get("include_drafts", False)),
-                splits=tuple(splits),
-            ),
-            progress=reporter.progress,
-            should_stop=reporter.should_stop,
-        )
-    except ExportError as exc:
-        raise JobInputError(str(exc)) from None
-    return {"path": str(result.path), "manifest": result.manifest}

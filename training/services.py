@@ -7,12 +7,12 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
-from kombu.utils.url import maybe_sanitize_url
 
+from training import queueing
 from training.models import Job, WorkerBeat
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ LOG_TAIL_LINES = 200
 GPU_KINDS = {Job.Kind.FILTER, Job.Kind.CAPTION, Job.Kind.TRAIN_RELSIM, Job.Kind.EMBED}
 
 
-def job_create(*, kind: str, params: dict[str, Any], user: AbstractBaseUser | None = None) -> Job:
+def job_create(*, kind: str, params: dict[str, Any], user: User | None = None) -> Job:
     """Create a pending job and enqueue it once the transaction commits (ids only).
 
     Outside a transaction the job is sent at once, and the returned row already says
@@ -39,16 +39,11 @@ def job_create(*, kind: str, params: dict[str, Any], user: AbstractBaseUser | No
 def job_enqueue(*, job_id: int, queue: str) -> bool:
     """Hand the job to the broker. A broker that cannot be reached (or refuses the message)
     fails the job with the reason, so no row waits forever for a message never sent."""
-    from config.celery import ensure_broker_folders
-    from training.tasks import run_job
-
     try:
-        ensure_broker_folders()
-        run_job.apply_async(args=[job_id], queue=queue)
+        queueing.send_job(job_id, queue=queue)
     except Exception as exc:
         log.exception("could not send job %s to the broker", job_id)
-        conf = run_job.app.conf
-        broker = maybe_sanitize_url(str(conf.broker_write_url or conf.broker_url))
+        broker = queueing.broker_name()
         reason = str(exc).rstrip(". ")
         Job.objects.filter(pk=job_id, status=Job.Status.PENDING).update(
             status=Job.Status.FAILED,

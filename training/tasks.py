@@ -9,13 +9,14 @@ from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
 
 from training.execution import execute_job
+from training.queueing import RUN_JOB_TASK
 from training.services import jobs_reap_stale
 from training.worker_watch import WorkerWatch
 
 _watch: WorkerWatch | None = None
 
 
-@shared_task(bind=True, name="training.run_job", acks_late=True, ignore_result=True)
+@shared_task(bind=True, name=RUN_JOB_TASK, acks_late=True, ignore_result=True)
 def run_job(self: Any, job_id: int) -> str | None:
     return execute_job(job_id, worker=self.request.hostname or None)
 

@@ -7,13 +7,14 @@ from pathlib import Path
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from curation.access import EXPORT, permission_required
-from curation.models import Split
+from core.access import EXPORT, permission_required
+from core.http import AuthedRequest
+from core.splits import Split
 from training import selectors, services
 from training.models import Job
 
@@ -30,7 +31,7 @@ class ExportForm(forms.Form):
 
 @require_http_methods(["GET", "POST"])
 @permission_required(*EXPORT)
-def export_page(request: HttpRequest) -> HttpResponse:
+def export_page(request: AuthedRequest) -> HttpResponse:
     form = ExportForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         job = services.job_create(
@@ -50,7 +51,7 @@ def export_page(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @permission_required(*EXPORT)
-def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+def job_detail(request: AuthedRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=job_id)
     context = {"job": job, "warning": selectors.job_warning(job)}
     if request.htmx:
@@ -64,7 +65,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 
 @require_POST
 @permission_required(*EXPORT)
-def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
+def job_retry(request: AuthedRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=job_id)
     try:
         job = services.job_retry(job=job)
@@ -80,7 +81,7 @@ def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
 
 @require_POST
 @permission_required(*EXPORT)
-def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+def job_cancel(request: AuthedRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=job_id)
     if job.is_finished:
         messages.info(request, f"Job #{job.pk} has already {job.status}.")
@@ -92,7 +93,7 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
 
 @require_GET
 @permission_required(*EXPORT)
-def export_download(request: HttpRequest, job_id: int) -> FileResponse:
+def export_download(request: AuthedRequest, job_id: int) -> FileResponse:
     job = get_object_or_404(
         Job, pk=job_id, kind=Job.Kind.EXPORT_DATASET, status=Job.Status.SUCCEEDED
     )

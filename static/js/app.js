@@ -3,7 +3,6 @@
 (function () {
   "use strict";
 
-  const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
   const page = document.body.dataset.page || "";
   const typing = (el) => el && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
 
@@ -20,14 +19,19 @@
     }
   });
 
-  function post(url, data) {
-    const body = new URLSearchParams(data);
-    return fetch(url, {
-      method: "POST",
-      body,
-      headers: { "X-CSRFToken": csrf(), "HX-Request": "true" },
-      credentials: "same-origin",
-    });
+  // A POST sent by htmx (its own request headers, the CSRF header from <body hx-headers>),
+  // the answer swapped into `target` under htmx's response rules. Resolves to whether the
+  // server accepted it; `source` must stay in the page, since htmx reports on it.
+  function post(url, values, { source, target, swap }) {
+    let ok = false;
+    const seen = (event) => {
+      if (event.target === source) ok = event.detail.successful;
+    };
+    source.addEventListener("htmx:afterRequest", seen);
+    return htmx
+      .ajax("POST", url, { source, target, swap, values })
+      .then(() => ok, () => false)
+      .finally(() => source.removeEventListener("htmx:afterRequest", seen));
   }
 
   function say(text) {
@@ -85,10 +89,12 @@
   }
 
   async function label(tile, answer) {
-    const response = await post(tile.dataset.labelUrl, { interesting: answer });
-    if (response.ok) {
-      const badge = document.getElementById("label-" + tile.dataset.id);
-      if (badge) badge.outerHTML = await response.text();
+    const ok = await post(tile.dataset.labelUrl, { interesting: answer }, {
+      source: tile,
+      target: "#label-" + tile.dataset.id,
+      swap: "outerHTML",
+    });
+    if (ok) {
       say(`Image ${tile.dataset.id}: ${answer}`);
     } else {
       say(`Could not label image ${tile.dataset.id}.`);
@@ -101,11 +107,17 @@
       say("No current group: open a group and make it current first.");
       return;
     }
-    const response = await post(form.action, { images: ids.join(",") });
-    say(response.ok ? await response.text() : "Could not add to the group.");
-    if (response.ok) {
+    const status = document.getElementById("pool-status");
+    const ok = await post(form.action, { images: ids.join(",") }, {
+      source: status,
+      target: status,
+      swap: "innerHTML",
+    });
+    if (ok) {
       selected.clear();
       refreshSelection();
+    } else {
+      say("Could not add to the group.");
     }
   }
 

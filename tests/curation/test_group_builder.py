@@ -117,6 +117,24 @@ def test_find_similar_uses_every_member_and_negatives(annotator: Any, png_factor
     assert "perceptual hash" in body
 
 
+def test_not_this_from_the_panel_answers_with_the_refreshed_panel(
+    annotator: Any, png_factory: Any
+) -> None:
+    members = _images(png_factory, 2)
+    others = _images(png_factory, 3, start=10)
+    group = group_create(title="g", images=members)
+    response = _client(annotator).post(
+        reverse("group_negative", args=[group.pk, others[0].pk]),
+        {"negative": "1"},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert body.lstrip().startswith('<section id="similar"')
+    shown = [int(pk) for pk in re.findall(r'<li class="tile" data-id="(\d+)"', body)]
+    assert others[0].pk not in shown and set(shown) >= {o.pk for o in others[1:]}
+
+
 def test_warnings_for_size_near_duplicates_and_other_captions(
     annotator: Any, reviewer: Any, png_factory: Any, settings: Any
 ) -> None:
@@ -129,10 +147,10 @@ def test_warnings_for_size_near_duplicates_and_other_captions(
     caption = caption_create(text="A {Object} on a {Object}.", group=elsewhere)
     Caption.objects.filter(pk=caption.pk).update(status=Caption.Status.APPROVED)
     group = group_create(title="g", images=[original, copy, others[0], others[1]])
-    warnings = _client(annotator).get(reverse("group_detail", args=[group.pk])).context["warnings"]
-    kinds = {w.kind for w in warnings}
+    body = _client(annotator).get(reverse("group_detail", args=[group.pk])).content.decode()
+    kinds = set(re.findall(r'<li class="warning-([a-z-]+)">', body))
     assert kinds == {"size", "near-duplicate", "other-group"}
-    assert any("this one has 4" in w.message for w in warnings)
+    assert "this one has 4" in body and "captioned “A {Object} on a {Object}.”" in body
 
 
 def test_a_group_becomes_ready_only_with_two_to_n_images(annotator: Any, png_factory: Any) -> None:

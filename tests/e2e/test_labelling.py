@@ -70,3 +70,24 @@ def test_an_annotator_labels_five_images_by_keyboard_and_undoes_the_last(
     )
     assert labels == {ids[0]: True, ids[1]: False, ids[3]: True, ids[4]: False, ids[5]: False}
     assert not InterestLabel.objects.filter(image_id=ids[2]).exists()
+
+
+def test_in_the_pool_y_and_n_label_the_focused_image_in_place(
+    open_page: Any, annotator: Any, png_factory: Any
+) -> None:
+    images = store_images(png_factory, 3)
+    page = open_page(annotator.username)
+    page.get_by_role("link", name="Browse the pool").click()
+    tiles = page.locator("#grid .tile")
+    expect(tiles).to_have_count(3)
+    first = int(tiles.nth(0).get_attribute("data-id") or 0)
+    expect(tiles.nth(0)).to_be_focused()
+
+    page.keyboard.press("y")
+    expect(page.locator(f"#label-{first}")).to_have_text("yes")
+    expect(page.locator("#pool-status")).to_have_text(f"Image {first}: yes")
+    page.keyboard.press("n")
+    expect(page.locator(f"#label-{first}")).to_have_text("no")
+    label = InterestLabel.objects.get(image_id=first, annotator=annotator)
+    assert label.interesting is False
+    assert {image.pk for image in images} >= {first}

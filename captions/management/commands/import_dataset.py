@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from captions.importers import ImportFileError, dataset_import
-from curation.cli import acting_user, add_common_arguments, check_report_path, finish, progress_bar
+from core.cli import acting_user, add_common_arguments, check_report_path, finish, progress_bar
 
 
 class Command(BaseCommand):

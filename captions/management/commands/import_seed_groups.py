@@ -9,8 +9,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from captions.importers import ROWS_REJECTED_EXIT, ImportFileError, seed_groups_import
-from curation.cli import acting_user, add_common_arguments, check_report_path, finish, progress_bar
-from curation.models import Split
+from core.cli import acting_user, add_common_arguments, check_report_path, finish, progress_bar
+from core.splits import Split
 
 
 class Command(BaseCommand):

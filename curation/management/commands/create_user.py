@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from curation.roles import ROLES, assign_role
+from core.roles import ROLES, assign_role
 
 
 class Command(BaseCommand):

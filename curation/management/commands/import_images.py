@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from curation.cli import acting_user, add_common_arguments, check_report_path, finish, progress_bar
+from core.cli import acting_user, add_common_arguments, check_report_path, finish, progress_bar
 from curation.intake import SourceError
 from curation.services import images_import
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from config.celery import ensure_broker_folders
+from training.queueing import ensure_broker_folders
 
 
 class Command(BaseCommand):

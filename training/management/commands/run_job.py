@@ -36,9 +36,10 @@ class Command(BaseCommand):
                 queue=Job.Queue.GPU if options["kind"] in services.GPU_KINDS else Job.Queue.CPU,
             )
         else:
-            job = Job.objects.filter(pk=options["job_id"]).first()
-            if job is None:
+            found = Job.objects.filter(pk=options["job_id"]).first()
+            if found is None:
                 raise CommandError(f"No job {options['job_id']}.")
+            job = found
         status = execute_job(job.pk, worker="manage.py run_job")
         job.refresh_from_db()
         self.stdout.write(f"Job #{job.pk}: {status or job.status} {job.progress_message}")

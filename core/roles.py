@@ -38,7 +38,7 @@ _ADMIN_EXTRA = ["auth.view_user", "auth.add_user", "auth.change_user", "auth.vie
 
 
 def _permissions(names: list[str]) -> list[Permission]:
-    found = []
+    found: list[Permission] = []
     for name in names:
         app_label, codename = name.split(".", 1)
         found.extend(

@@ -19,8 +19,8 @@ from django.db import transaction
 from captions.importers import dataset_import
 from captions.models import Caption
 from captions.services import caption_create
+from core.roles import ADMIN, ANNOTATOR, REVIEWER, assign_role
 from curation.models import Group, Image
-from curation.roles import ADMIN, ANNOTATOR, REVIEWER, assign_role
 from curation.services import group_create, interest_label_set
 from ml import synthetic
 

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.management.base import CommandError, CommandParser
 from tqdm import tqdm
 
-from curation.reports import ImportReport
+from core.reports import ImportReport
 from ml.callbacks import ProgressFn
 
 
@@ -26,7 +26,7 @@ def add_common_arguments(parser: CommandParser, *, report: bool = True) -> None:
         parser.add_argument("--report", type=Path, help="Write the JSON report to this file.")
 
 
-def acting_user(options: dict[str, Any], permission: str) -> AbstractBaseUser | None:
+def acting_user(options: dict[str, Any], permission: str) -> User | None:
     name = options.get("user")
     if not name:
         return None

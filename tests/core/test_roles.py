@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
-from curation.roles import ADMIN, ANNOTATOR, REVIEWER, role_of
+from core.roles import ADMIN, ANNOTATOR, REVIEWER, role_of
 
 pytestmark = pytest.mark.django_db
 
@@ -86,7 +86,7 @@ def test_create_user_refuses_an_unknown_role() -> None:
 
 
 def test_changing_role_replaces_the_old_one(make_user: Any) -> None:
-    from curation.roles import assign_role
+    from core.roles import assign_role
 
     user = make_user("frank", ADMIN)
     assert user.is_staff
