@@ -5,6 +5,8 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
+from captions.models import REJECT_COMMENT_MAX_CHARS
+
 
 class CaptionSaveForm(forms.Form):
     text = forms.CharField(max_length=2000, strip=False)
@@ -18,6 +20,7 @@ def reject_reasons() -> list[tuple[str, str]]:
 
 class RejectForm(forms.Form):
     reason = forms.ChoiceField(choices=reject_reasons)
+    comment = forms.CharField(max_length=REJECT_COMMENT_MAX_CHARS, required=False)
     version = forms.IntegerField(min_value=1)
 
 

@@ -9,6 +9,9 @@ from django.db.models import Q
 from core.splits import Split
 from curation.models import Group, Image
 
+# A reviewer's note to the author when returning a caption; long enough for a few sentences.
+REJECT_COMMENT_MAX_CHARS = 1000
+
 
 class Caption(models.Model):
     """One anonymous caption, for a group or for a single image (never both)."""
@@ -56,6 +59,7 @@ class Caption(models.Model):
     )
     reviewed_at = models.DateTimeField(null=True, blank=True)
     reject_reason = models.CharField(max_length=100, blank=True)
+    reject_comment = models.CharField(max_length=REJECT_COMMENT_MAX_CHARS, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from captions.models import Caption, CaptionRevision, EditPresence
@@ -31,6 +31,47 @@ def review_queue() -> QuerySet[Caption]:
         .select_related("group", "image", "author")
         .order_by("created_at", "id")
     )
+
+
+def review_queue_with_members() -> QuerySet[Caption]:
+    """The review queue with each group's members and their images, in two more queries."""
+    members = GroupMember.objects.select_related("image").order_by("position", "id")
+    return review_queue().prefetch_related(Prefetch("group__members", queryset=members))
+
+
+def editable_caption(group: Group | None, image: Image | None) -> Caption | None:
+    """The caption the editor works on: the newest draft; else the newest caption when it
+    was rejected (its author revises it); else the approved one."""
+    captions = Caption.objects.filter(group=group) if group else Caption.objects.filter(image=image)
+    draft = captions.filter(status=Caption.Status.DRAFT).order_by("-updated_at").first()
+    if draft is not None:
+        return draft
+    newest = (
+        captions.exclude(status=Caption.Status.SUPERSEDED)
+        .select_related("reviewer")
+        .order_by("-id")
+        .first()
+    )
+    if newest is not None and newest.status == Caption.Status.REJECTED:
+        return newest
+    return captions.filter(status=Caption.Status.APPROVED).first()
+
+
+def returned_to(user: User) -> QuerySet[Caption]:
+    """The user's rejected captions that nobody has followed with a newer caption yet."""
+    newer = Caption.objects.filter(
+        Q(group=OuterRef("group")) | Q(image=OuterRef("image")), pk__gt=OuterRef("pk")
+    ).exclude(status=Caption.Status.SUPERSEDED)
+    return (
+        Caption.objects.filter(status=Caption.Status.REJECTED, author=user)
+        .exclude(Exists(newer))
+        .select_related("group", "image", "reviewer")
+        .order_by("-reviewed_at", "-id")
+    )
+
+
+def returned_count(user: User) -> int:
+    return returned_to(user).count()
 
 
 def original_text(caption: Caption) -> str:

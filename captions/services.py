@@ -11,8 +11,9 @@ from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from captions.models import Caption, CaptionRevision, EditPresence
-from captions.text import clean_caption_text, word_edit_distance
+from captions.lint import lint_caption
+from captions.models import REJECT_COMMENT_MAX_CHARS, Caption, CaptionRevision, EditPresence
+from captions.text import CaptionTextError, clean_caption_text, word_edit_distance
 from curation.models import Group, GroupMember, Image
 
 
@@ -68,12 +69,14 @@ def caption_edit(
 
     An approved caption is never changed in place: the edit becomes a new draft (returned)
     that goes to review, and the approved text is what exports until a reviewer approves
-    the draft."""
+    the draft. A rejected caption whose text is revised goes back to review as a draft."""
     cleaned = clean_caption_text(text)
     with transaction.atomic():
         before = Caption.objects.select_for_update().get(pk=caption.pk)
         if before.status == Caption.Status.APPROVED:
             return _draft_from_approved(before, cleaned, based_on_version, editor)
+        if before.status == Caption.Status.REJECTED:
+            return _revise_rejected(before, cleaned, based_on_version, editor)
         updated = Caption.objects.filter(pk=caption.pk, version=based_on_version).update(
             text=cleaned, version=F("version") + 1, updated_at=timezone.now()
         )
@@ -114,6 +117,38 @@ def _draft_from_approved(
         details={"revises": approved.pk},
     )
     return draft
+
+
+def _revise_rejected(
+    rejected: Caption, text: str, based_on_version: int, editor: User | None
+) -> Caption:
+    if rejected.version != based_on_version:
+        raise StaleCaption(rejected)
+    pending = _same_target(rejected).filter(status=Caption.Status.DRAFT).first()
+    if pending is not None:
+        raise StaleCaption(pending)
+    if text == rejected.text:
+        # Sending the very text back would only bounce between author and reviewer.
+        raise CaptionTextError("change the text before sending it back to review")
+    rejected_version, rejected_text = rejected.version, rejected.text
+    rejected.text = text
+    rejected.status = Caption.Status.DRAFT
+    rejected.version += 1
+    # The rejection itself stays in the history; the draft is a fresh one to review.
+    rejected.reviewer = None
+    rejected.reviewed_at = None
+    rejected.reject_reason = ""
+    rejected.reject_comment = ""
+    rejected.save()
+    _record(
+        rejected,
+        actor=editor,
+        action=CaptionRevision.Action.EDIT,
+        before=rejected_text,
+        reason="revised after rejection",
+        details={"after_rejection": rejected_version},
+    )
+    return rejected
 
 
 def _same_target(caption: Caption) -> QuerySet[Caption]:
@@ -203,7 +238,9 @@ def caption_approve(
     if not reviewer.has_perm("captions.review_caption"):
         raise ReviewNotAllowed("You may not review captions.")
     version = caption.version if based_on_version is None else based_on_version
-    edits = text is not None and clean_caption_text(text) != caption.text
+    candidate = caption.text if text is None else clean_caption_text(text)
+    check_lint_allows_approval(candidate)
+    edits = candidate != caption.text
     if not edits:
         blocker = approval_blocker(caption, reviewer)
         if blocker:
@@ -227,19 +264,40 @@ def caption_approve(
     raise EditSavedForReview(edited, f"Your edit was saved as a draft. {blocker}")
 
 
+class LintBlocksApproval(CaptionTextError):
+    """The caption lint found errors (e.g. leaks, with RELSIM_LEAK_LEVEL=error): not approved."""
+
+
+def check_lint_allows_approval(text: str) -> None:
+    errors = lint_caption(text).errors
+    if errors:
+        raise LintBlocksApproval(" ".join(finding.message for finding in errors))
+
+
 def caption_reject(
     *,
     caption: Caption,
     reviewer: User,
     reason: str,
+    comment: str = "",
     based_on_version: int | None = None,
 ) -> Caption:
+    """Return the caption to its author with a reason code and an optional comment."""
     check_may_review(caption, reviewer)
     if reason not in settings.RELSIM_REJECT_REASONS:
         raise ValueError(f"choose a reason from: {', '.join(settings.RELSIM_REJECT_REASONS)}")
+    comment = " ".join(comment.split())
+    if len(comment) > REJECT_COMMENT_MAX_CHARS:
+        raise ValueError(f"keep the comment under {REJECT_COMMENT_MAX_CHARS} characters")
     version = caption.version if based_on_version is None else based_on_version
     return _review(
-        caption, reviewer, Caption.Status.REJECTED, CaptionRevision.Action.REJECT, reason, version
+        caption,
+        reviewer,
+        Caption.Status.REJECTED,
+        CaptionRevision.Action.REJECT,
+        reason,
+        version,
+        comment=comment,
     )
 
 
@@ -248,7 +306,7 @@ def captions_bulk_approve(*, captions: list[Caption], reviewer: User) -> dict[st
     for caption in captions:
         try:
             caption_approve(caption=caption, reviewer=reviewer)
-        except ReviewNotAllowed:
+        except (ReviewNotAllowed, LintBlocksApproval):
             skipped += 1
         else:
             done += 1
@@ -268,6 +326,8 @@ def _review(
     action: str,
     reason: str,
     based_on_version: int,
+    *,
+    comment: str = "",
 ) -> Caption:
     with transaction.atomic():
         current = Caption.objects.select_for_update().get(pk=caption.pk)
@@ -289,11 +349,12 @@ def _review(
             reviewer=reviewer,
             reviewed_at=timezone.now(),
             reject_reason=reason,
+            reject_comment=comment,
             version=F("version") + 1,
             updated_at=timezone.now(),
         )
         caption.refresh_from_db()
-        details = {}
+        details: dict[str, Any] = {"comment": comment} if comment else {}
         if status == Caption.Status.APPROVED and caption.group_id:
             # The images the approved text describes, to show what changed if they change.
             details["members"] = list(

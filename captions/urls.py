@@ -8,6 +8,7 @@ urlpatterns = [
     path("groups/<int:group_id>/caption/", views.edit_group_caption, name="edit_group_caption"),
     path("images/<int:image_id>/caption/", views.edit_image_caption, name="edit_image_caption"),
     path("captions/lint/", views.lint, name="caption_lint"),
+    path("captions/returned/", views.returned_captions, name="returned_captions"),
     path("captions/new/", views.create_caption, name="caption_create"),
     path("captions/<int:caption_id>/save/", views.save_caption, name="caption_save"),
     path("captions/<int:caption_id>/presence/", views.presence, name="caption_presence"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.db import transaction
 from django.http import HttpResponse, HttpResponseBadRequest
@@ -18,7 +20,7 @@ from captions.forms import (
     reject_reasons,
 )
 from captions.lint import lint_caption
-from captions.models import Caption
+from captions.models import REJECT_COMMENT_MAX_CHARS, Caption
 from captions.text import CaptionTextError
 from core.access import ANNOTATE, REVIEW, permission_required
 from core.http import AuthedRequest
@@ -28,17 +30,8 @@ from curation.models import Group, Image
 # --- editor ------------------------------------------------------------------------------
 
 
-def _editable_caption(group: Group | None, image: Image | None) -> Caption | None:
-    """The caption the editor works on: the newest draft, else the approved one."""
-    captions = Caption.objects.filter(group=group) if group else Caption.objects.filter(image=image)
-    return (
-        captions.filter(status=Caption.Status.DRAFT).order_by("-updated_at").first()
-        or captions.filter(status=Caption.Status.APPROVED).first()
-    )
-
-
 def _editor(request: AuthedRequest, group: Group | None, image: Image | None) -> HttpResponse:
-    caption = _editable_caption(group, image)
+    caption = selectors.editable_caption(group, image)
     if caption is not None:
         services.presence_touch(caption=caption, user=request.user)
     text = caption.text if caption else ""
@@ -107,6 +100,7 @@ def save_caption(request: AuthedRequest, caption_id: int) -> HttpResponse:
     if not form.is_valid() or form.cleaned_data.get("version") is None:
         return HttpResponseBadRequest("Send the text and the version it was based on.")
     mine = form.cleaned_data["text"]
+    was_rejected = caption.status == Caption.Status.REJECTED
     try:
         caption = services.caption_edit(
             caption=caption,
@@ -122,7 +116,18 @@ def save_caption(request: AuthedRequest, caption_id: int) -> HttpResponse:
     if caption.pk != caption_id:
         # An approved caption was revised: the text lives on in a new draft under review.
         return _revision_started(request, caption)
+    if was_rejected and not request.htmx:
+        messages.success(request, "Revised and sent back to review.")
+        return redirect(_editor_url(caption))
     return _saved(request, caption)
+
+
+@require_GET
+@permission_required(*ANNOTATE)
+def returned_captions(request: AuthedRequest) -> HttpResponse:
+    """The signed-in author's rejected captions that are waiting for a revision."""
+    captions = selectors.returned_to(request.user)[:200]
+    return render(request, "captions/returned.html", {"captions": captions})
 
 
 def _revision_started(request: AuthedRequest, draft: Caption) -> HttpResponse:
@@ -187,14 +192,28 @@ def presence(request: AuthedRequest, caption_id: int) -> HttpResponse:
 @permission_required(*REVIEW)
 def review_queue(request: AuthedRequest) -> HttpResponse:
     source = request.GET.get("source", "")
-    queue = selectors.review_queue()
+    queue = selectors.review_queue_with_members()
     if source in Caption.Source.values:
         queue = queue.filter(source=source)
+    rows = [
+        {
+            "caption": caption,
+            "lint": lint_caption(caption.text),
+            "images": [m.image for m in caption.group.members.all()][:_QUEUE_THUMBNAILS]
+            if caption.group
+            else [caption.image],
+        }
+        for caption in queue[:200]
+    ]
     return render(
         request,
         "captions/review_queue.html",
-        {"captions": queue[:200], "source": source, "sources": Caption.Source.choices},
+        {"rows": rows, "source": source, "sources": Caption.Source.choices},
     )
+
+
+# Enough thumbnails to recognise a group at a glance without loading whole groups.
+_QUEUE_THUMBNAILS = 6
 
 
 @require_GET
@@ -203,6 +222,13 @@ def review_detail(request: AuthedRequest, caption_id: int) -> HttpResponse:
     caption = get_object_or_404(
         Caption.objects.select_related("group", "image", "author"), pk=caption_id
     )
+    return render(request, "captions/review_detail.html", _review_context(request, caption))
+
+
+def _review_context(
+    request: AuthedRequest, caption: Caption, edit_text: str | None = None, edit_error: str = ""
+) -> dict[str, Any]:
+    """What the review page shows; `edit_text` refills the edit box after a refused approval."""
     original = selectors.original_text(caption)
     replaces = selectors.approved_sibling(caption)
     members = (
@@ -211,7 +237,7 @@ def review_detail(request: AuthedRequest, caption_id: int) -> HttpResponse:
         else [caption.image]
     )
     next_caption = selectors.review_queue().exclude(pk=caption.pk).first()
-    context = {
+    context: dict[str, Any] = {
         "caption": caption,
         "members": members,
         "original": original,
@@ -219,13 +245,25 @@ def review_detail(request: AuthedRequest, caption_id: int) -> HttpResponse:
         "history": caption.revisions.select_related("actor").order_by("-version"),
         "lint": lint_caption(caption.text),
         "reasons": reject_reasons(),
+        "comment_max": REJECT_COMMENT_MAX_CHARS,
         "next_caption": next_caption,
         "blocker": services.approval_blocker(caption, request.user),
         "replaces": replaces,
         "replaces_diff": selectors.word_diff(replaces.text, caption.text) if replaces else [],
         "members_change": selectors.members_change(caption),
+        "edit_text": caption.text if edit_text is None else edit_text,
+        "edit_error": edit_error,
     }
-    return render(request, "captions/review_detail.html", context)
+    return context
+
+
+def _approval_refused(
+    request: AuthedRequest, caption: Caption, text: str, message: str
+) -> HttpResponse:
+    """The review page again, with the reviewer's text kept in the edit box and the error."""
+    caption = Caption.objects.select_related("group", "image", "author").get(pk=caption.pk)
+    context = _review_context(request, caption, edit_text=text, edit_error=message)
+    return render(request, "captions/review_detail.html", context, status=422)
 
 
 def _after_review(caption: Caption) -> HttpResponse:
@@ -243,6 +281,9 @@ def review_approve(request: AuthedRequest, caption_id: int) -> HttpResponse:
     caption = get_object_or_404(Caption, pk=caption_id)
     form = ApproveForm(request.POST)
     if not form.is_valid():
+        if "text" in form.errors:
+            message = "; ".join(str(e) for e in form.errors["text"])
+            return _approval_refused(request, caption, request.POST.get("text", ""), message)
         return HttpResponseBadRequest(form.errors.as_text())
     text = form.cleaned_data.get("text") or None
     try:
@@ -261,8 +302,7 @@ def review_approve(request: AuthedRequest, caption_id: int) -> HttpResponse:
     except services.StaleCaption as exc:
         return _conflict(request, exc.current, text or caption.text)
     except CaptionTextError as exc:
-        messages.error(request, f"Not approved: {exc}.")
-        return redirect("review_detail", caption_id=caption.pk)
+        return _approval_refused(request, caption, text or caption.text, f"Not approved: {exc}.")
     messages.success(request, "Approved.")
     return _after_review(caption)
 
@@ -273,13 +313,19 @@ def review_reject(request: AuthedRequest, caption_id: int) -> HttpResponse:
     caption = get_object_or_404(Caption, pk=caption_id)
     form = RejectForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose a reason code to reject.")
+        if "comment" in form.errors:
+            messages.error(
+                request, "Not rejected: " + "; ".join(str(e) for e in form.errors["comment"])
+            )
+        else:
+            messages.error(request, "Choose a reason code to reject.")
         return redirect("review_detail", caption_id=caption.pk)
     try:
         services.caption_reject(
             caption=caption,
             reviewer=request.user,
             reason=form.cleaned_data["reason"],
+            comment=form.cleaned_data["comment"],
             based_on_version=form.cleaned_data["version"],
         )
     except services.StaleCaption as exc:
@@ -310,7 +356,7 @@ def review_bulk_approve(request: AuthedRequest) -> HttpResponse:
         result = services.captions_bulk_approve(captions=captions, reviewer=request.user)
     messages.success(
         request,
-        f"Approved {result['approved']}; skipped {result['skipped']} (text you wrote, "
+        f"Approved {result['approved']}; skipped {result['skipped']} (text you wrote, lint errors, "
         "or not yours to review).",
     )
     return redirect("review_queue")

@@ -1,5 +1,6 @@
 """What curation's pages show of captions, provided by the captions app: the overview's
-counts, an image's captions, each listed group's live captions and a group's warnings."""
+counts (and the captions returned to the user), an image's captions, each listed group's
+live captions and a group's warnings."""
 
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ register = template.Library()
 @register.simple_tag
 def caption_counts() -> dict[str, int]:
     return selectors.caption_counts()
+
+
+@register.simple_tag(takes_context=True)
+def returned_count(context: dict[str, Any]) -> int:
+    """How many of the signed-in user's captions were returned to them and await a revision."""
+    user = context["request"].user
+    return selectors.returned_count(user) if user.is_authenticated else 0
 
 
 @register.inclusion_tag("captions/image_captions.html")
