@@ -1,6 +1,6 @@
 """Export the caption data set in the released relsim formats, written atomically: a
 folder (or .zip) with seed_group.json, anonymous_captions_{train,test}.jsonl,
-images/<md5>.png and manifest.json."""
+interest_labels.jsonl, images/<md5>.png and manifest.json."""
 
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ from django.utils import timezone
 
 from captions.models import Caption
 from core.splits import Split
-from curation.models import Group, GroupMember, Image
+from curation.models import Group, GroupMember, Image, InterestLabel
 from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress
 
 MIN_GROUP_SIZE = 2
+INTEREST_LABELS_FILE = "interest_labels.jsonl"
 
 
 class ExportError(Exception):
@@ -114,10 +115,35 @@ def collect(options: ExportOptions) -> dict[str, Any]:
         lines[best.split].append(
             {"image_hash": best.image.md5, "url_link": _image_url(best.image), "caption": best.text}
         )
-    return {"seed_groups": seed_groups, "lines": lines, "images": images, "skipped": skipped}
+    labels = _interest_labels(images)
+    return {
+        "seed_groups": seed_groups,
+        "lines": lines,
+        "images": images,
+        "skipped": skipped,
+        "interest_labels": labels,
+    }
 
 
-def _dump_jsonl(rows: list[dict[str, str]]) -> str:
+def _interest_labels(images: dict[str, Image]) -> list[dict[str, Any]]:
+    """Every interest label, one row each; a labelled image joins images/ so its row links."""
+    rows: list[dict[str, Any]] = []
+    for label in InterestLabel.objects.select_related("image", "annotator"):
+        images.setdefault(label.image.md5, label.image)
+        rows.append(
+            {
+                "image_hash": label.image.md5,
+                "annotator": label.annotator.get_username(),
+                "interesting": label.interesting,
+                "labelled_at": label.updated_at.isoformat(),
+            }
+        )
+    # Sorted by content, not by ids, so an export of an import writes the same bytes.
+    rows.sort(key=lambda row: (row["image_hash"], row["annotator"]))
+    return rows
+
+
+def _dump_jsonl(rows: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
@@ -185,6 +211,7 @@ def _write(
     )
     for split, rows in content["lines"].items():
         (folder / f"anonymous_captions_{split}.jsonl").write_text(_dump_jsonl(rows))
+    (folder / INTEREST_LABELS_FILE).write_text(_dump_jsonl(content["interest_labels"]))
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     manifest = {
         "format": "relsim",
@@ -195,6 +222,7 @@ def _write(
             "groups": len(content["seed_groups"]),
             "images": len(images),
             **{f"{split}_lines": len(rows) for split, rows in content["lines"].items()},
+            "interest_labels": len(content["interest_labels"]),
         },
         "skipped": content["skipped"],
         "files": {p.relative_to(folder).as_posix(): _sha256(p) for p in files},

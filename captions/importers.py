@@ -9,13 +9,17 @@ import posixpath
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from captions.export import INTEREST_LABELS_FILE
 from captions.models import Caption
 from captions.services import caption_create
 from captions.text import CaptionTextError, clean_caption_text
@@ -24,7 +28,7 @@ from core.reports import ImportReport
 from core.splits import Split
 from curation.image_refs import ImageRefError, RefResolver
 from curation.intake import ImageRejected, NormalisedImage, normalise_image
-from curation.models import Group, GroupMember, Image, ImportBatch
+from curation.models import Group, GroupMember, Image, ImportBatch, InterestLabel
 from curation.services import group_create, image_store, intake_limits
 from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress
 
@@ -587,9 +591,11 @@ def dataset_import(
         raise ImportFileError(f"{folder} is not a folder")
     seed_file = folder / "seed_group.json"
     jsonl_files = sorted(folder.glob("anonymous_captions_*.jsonl"))
-    if not seed_file.is_file() and not jsonl_files:
+    labels_file = folder / INTEREST_LABELS_FILE
+    if not seed_file.is_file() and not jsonl_files and not labels_file.is_file():
         raise ImportFileError(
             f"{folder} holds neither seed_group.json nor anonymous_captions_*.jsonl"
+            f" nor {INTEREST_LABELS_FILE}"
         )
     total = ImportReport()
     members: dict[str, list[Group]] = {}
@@ -615,7 +621,96 @@ def dataset_import(
             group_member_groups=members,
         )
         _merge(total, report, jsonl.name)
+    if labels_file.is_file():
+        report = interest_labels_import(
+            file=labels_file, images_dir=folder, user=user, should_stop=should_stop
+        )
+        _merge(total, report, labels_file.name)
     return total
+
+
+def interest_labels_import(
+    *,
+    file: Path,
+    images_dir: Path,
+    user: User | None = None,
+    should_stop: StopFn = never_stop,
+) -> ImportReport:
+    """Import interest_labels.jsonl: one annotator's yes/no on one image per line.
+
+    An image not yet here is read from images/<image_hash>.png. An annotator with no account
+    here gets an inactive one with no usable password, so the label keeps its author but
+    nobody can sign in as them until an admin activates the account and sets a password."""
+    batch = ImportBatch.objects.create(
+        kind=ImportBatch.Kind.DATASET, source=str(file), created_by=user
+    )
+    report = ImportReport(batch_id=batch.pk)
+    for number, row in _jsonl_rows(file):
+        if should_stop():
+            raise JobCancelled(report.summary())
+        name = f"{file.name} line {number}"
+        try:
+            kind = _import_label_row(row, images_dir, batch, user)
+        except _RowError as exc:
+            report.reject(name, str(exc))
+        else:
+            report.accepted += kind == _ACCEPTED
+            report.duplicates += kind == _DUPLICATE
+    batch.report = report.as_dict()
+    batch.save(update_fields=["report"])
+    return report
+
+
+def _import_label_row(row: object, images_dir: Path, batch: ImportBatch, user: User | None) -> str:
+    if not isinstance(row, dict):
+        raise _RowError("not a JSON object")
+    image_hash, username = row.get("image_hash"), row.get("annotator")
+    interesting, labelled_at = row.get("interesting"), row.get("labelled_at")
+    if not isinstance(image_hash, str) or not _MD5.match(image_hash):
+        raise _RowError("image_hash is not an md5 hex digest")
+    if not isinstance(username, str) or not username:
+        raise _RowError("annotator is not a user name")
+    try:
+        UnicodeUsernameValidator()(username)
+    except ValidationError:
+        raise _RowError(f"{username!r} is not a valid user name") from None
+    if len(username) > User._meta.get_field("username").max_length:  # type: ignore[operator]
+        raise _RowError("annotator is longer than a user name may be")
+    if not isinstance(interesting, bool):
+        raise _RowError("interesting is not true or false")
+    try:
+        when = datetime.fromisoformat(labelled_at) if isinstance(labelled_at, str) else None
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise _RowError("labelled_at is not an ISO time with a time zone")
+    image = Image.objects.filter(md5=image_hash).order_by("id").first()
+    with transaction.atomic():
+        if image is None:
+            normalised = _normalise(_read_hashed_image(images_dir, image_hash))
+            image = image_store(
+                normalised=normalised,
+                source_name=f"{image_hash}.png",
+                batch=batch,
+                user=user,
+            ).image
+        annotator = User.objects.filter(username=username).first()
+        if annotator is None:
+            annotator = User(username=username, is_active=False)
+            annotator.set_unusable_password()
+            annotator.save()
+        label, created = InterestLabel.objects.get_or_create(
+            image=image, annotator=annotator, defaults={"interesting": interesting}
+        )
+        if not created and label.updated_at >= when:
+            return _DUPLICATE  # The label here is as new or newer: it stays.
+        # update() keeps the exported time, which save() would overwrite with now.
+        InterestLabel.objects.filter(pk=label.pk).update(
+            interesting=interesting,
+            updated_at=when,
+            **({"created_at": when} if created else {}),
+        )
+    return _ACCEPTED
 
 
 def _merge(total: ImportReport, part: ImportReport, label: str) -> None:

@@ -4,8 +4,10 @@ under a lease that expires, so two annotators never label the same image at once
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import combinations
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -90,8 +92,15 @@ def _take_lease(annotator: User, image_id: int) -> bool:
 
 
 def lease_image(*, annotator: User, image: Image) -> bool:
-    """Lease a given image (after an undo, so it comes back first); False if held."""
-    return _take_lease(annotator, image.pk)
+    """Put a given image in front for this annotator (after an undo); False if held.
+
+    The annotator's other leases are given back: `lease_next_image` resumes the one lease an
+    annotator holds, so an older lease (the image shown when undo was pressed) would win."""
+    with transaction.atomic():
+        if not _take_lease(annotator, image.pk):
+            return False
+        LabelLease.objects.filter(annotator=annotator).exclude(image_id=image.pk).delete()
+    return True
 
 
 def release_lease(*, annotator: User, image: Image) -> None:
@@ -102,7 +111,14 @@ def release_lease(*, annotator: User, image: Image) -> None:
 class QueueCounts:
     labelled_by_me: int
     labelled_today: int
+    # Images still short of labels that this annotator has not labelled: a label by me takes
+    # one off, an undo puts it back; labels by others only ever take images off.
     remaining: int
+
+    @property
+    def total(self) -> int:
+        """What this annotator has labelled or still could: the two counts add up to it."""
+        return self.labelled_by_me + self.remaining
 
 
 def queue_counts(annotator: User) -> QueueCounts:
@@ -128,10 +144,26 @@ class Disagreement:
 
 
 @dataclass(frozen=True)
+class PairKappa:
+    first: str
+    second: str
+    images: int
+    kappa: float | None
+
+
+@dataclass(frozen=True)
 class Agreement:
     images_with_several_labels: int
     agreeing: int
     disagreements: list[Disagreement]
+    # Chance-corrected: Fleiss' kappa over every image with 2+ labels, and Cohen's kappa per
+    # pair of annotators over the images both labelled. None where chance explains everything.
+    fleiss_kappa: float | None = None
+    pairs: list[PairKappa] = field(default_factory=list)
+
+    @property
+    def disagreeing(self) -> int:
+        return self.images_with_several_labels - self.agreeing
 
     @property
     def rate(self) -> float | None:
@@ -153,8 +185,10 @@ def agreement(*, limit: int = 200) -> Agreement:
     )
     several = mixed = 0
     mixed_ids: list[int] = []
+    counts: list[tuple[int, int]] = []
     for row in per_image.order_by("image_id"):
         several += 1
+        counts.append((row["yes"], row["n"] - row["yes"]))
         if 0 < row["yes"] < row["n"]:
             mixed += 1
             if len(mixed_ids) < limit:
@@ -172,4 +206,64 @@ def agreement(*, limit: int = 200) -> Agreement:
                 ),
             )
         )
-    return Agreement(several, several - mixed, rows)
+    return Agreement(
+        several,
+        several - mixed,
+        rows,
+        fleiss_kappa=fleiss_kappa(counts),
+        pairs=_pair_kappas(per_image.values("image_id")),
+    )
+
+
+def _pair_kappas(shared_images: QuerySet[Any, Any]) -> list[PairKappa]:
+    """Cohen's kappa for each pair of annotators, over the images both of them labelled."""
+    answers: dict[int, dict[str, bool]] = {}
+    labels = (
+        InterestLabel.objects.filter(image_id__in=shared_images)
+        .values_list("image_id", "annotator__username", "interesting")
+        .order_by("image_id")
+    )
+    for image_id, username, interesting in labels:
+        answers.setdefault(image_id, {})[username] = interesting
+    by_pair: dict[tuple[str, str], list[tuple[bool, bool]]] = {}
+    for per_annotator in answers.values():
+        for first, second in combinations(sorted(per_annotator), 2):
+            pair = (per_annotator[first], per_annotator[second])
+            by_pair.setdefault((first, second), []).append(pair)
+    return [
+        PairKappa(first, second, len(pairs), cohen_kappa(pairs))
+        for (first, second), pairs in sorted(by_pair.items())
+    ]
+
+
+def cohen_kappa(pairs: Sequence[tuple[bool, bool]]) -> float | None:
+    """Cohen's kappa of two raters' yes/no answers on the same items."""
+    n = len(pairs)
+    if not n:
+        return None
+    observed = sum(a == b for a, b in pairs) / n
+    first_yes = sum(a for a, _ in pairs) / n
+    second_yes = sum(b for _, b in pairs) / n
+    expected = first_yes * second_yes + (1 - first_yes) * (1 - second_yes)
+    if expected == 1:
+        return None  # Both said the same one thing throughout: kappa is undefined.
+    return (observed - expected) / (1 - expected)
+
+
+def fleiss_kappa(counts: Sequence[Sequence[int]]) -> float | None:
+    """Fleiss' kappa from per-item counts of raters in each category.
+
+    Items may have different numbers of raters (at least two each): each item's agreement is
+    the share of agreeing rater pairs, and chance comes from all ratings pooled."""
+    items = [row for row in counts if sum(row) >= 2]
+    if not items:
+        return None
+    observed = sum(
+        sum(c * (c - 1) for c in row) / (sum(row) * (sum(row) - 1)) for row in items
+    ) / len(items)
+    ratings = sum(sum(row) for row in items)
+    shares = [sum(row[j] for row in items) / ratings for j in range(len(items[0]))]
+    expected = sum(share * share for share in shares)
+    if expected == 1:
+        return None
+    return (observed - expected) / (1 - expected)

@@ -16,12 +16,18 @@ from django.core.management.base import CommandError
 
 from captions.models import Caption
 from captions.services import caption_create
-from curation.models import Group, Image, ImportBatch
-from curation.services import group_create
+from curation.intake import normalise_image
+from curation.models import Group, Image, ImportBatch, InterestLabel
+from curation.services import group_create, image_store
 from tests.captions.helpers import write_images, write_json, write_jsonl
 
 pytestmark = pytest.mark.django_db
-DATA_FILES = ("seed_group.json", "anonymous_captions_train.jsonl", "anonymous_captions_test.jsonl")
+DATA_FILES = (
+    "seed_group.json",
+    "anonymous_captions_train.jsonl",
+    "anonymous_captions_test.jsonl",
+    "interest_labels.jsonl",
+)
 
 
 @pytest.fixture
@@ -61,6 +67,26 @@ def dataset(tmp_path: Path, png_factory: Any) -> None:
     )
     draft_group = group_create(title="draft", images=list(Image.objects.order_by("id")[:2]))
     caption_create(text="A draft about {Object}s.", group=draft_group)
+
+
+@pytest.fixture
+def labels(dataset: None, make_user: Any, png_factory: Any) -> Image:
+    """Interest labels by two annotators: on a group's image, and on an image that is in no
+    caption at all (returned)."""
+    alice, bob = make_user("alice", "annotator"), make_user("bob", "annotator")
+    in_group = Image.objects.get(source_name="1.png")
+    loose = image_store(normalised=normalise_image(png_factory(40)), source_name="loose.png").image
+    for image, annotator, interesting in [
+        (in_group, alice, True),
+        (in_group, bob, False),
+        (loose, alice, False),
+    ]:
+        InterestLabel.objects.create(image=image, annotator=annotator, interesting=interesting)
+    return loose
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def _export(out: Path, *args: str) -> None:
@@ -109,14 +135,54 @@ def test_drafts_and_splits_are_options(dataset: None, tmp_path: Path) -> None:
     assert len(json.loads((tmp_path / "test-only" / "seed_group.json").read_text())) == 1
 
 
-def test_export_then_import_into_an_empty_database_then_export_gives_identical_files(
+def test_interest_labels_are_exported_with_who_what_when_and_the_image_they_link_to(
+    labels: Image, tmp_path: Path
+) -> None:
+    out = tmp_path / "export"
+    _export(out)
+    rows = _read_jsonl(out / "interest_labels.jsonl")
+    in_group = Image.objects.get(source_name="1.png")
+    assert sorted((r["image_hash"], r["annotator"], r["interesting"]) for r in rows) == sorted(
+        [
+            (in_group.md5, "alice", True),
+            (in_group.md5, "bob", False),
+            (labels.md5, "alice", False),
+        ]
+    )
+    label = InterestLabel.objects.get(image=labels)
+    assert [r["labelled_at"] for r in rows if r["image_hash"] == labels.md5] == [
+        label.updated_at.isoformat()
+    ]
+    # Each row links to an image in the export, even one that is in no caption.
+    for row in rows:
+        data = (out / "images" / f"{row['image_hash']}.png").read_bytes()
+        assert hashlib.md5(data).hexdigest() == row["image_hash"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["interest_labels"] == 3
+    assert manifest["counts"]["images"] == 8
+    digest = hashlib.sha256((out / "interest_labels.jsonl").read_bytes()).hexdigest()
+    assert manifest["files"]["interest_labels.jsonl"] == digest
+
+
+def test_an_export_with_no_interest_labels_has_an_empty_labels_file(
     dataset: None, tmp_path: Path
+) -> None:
+    _export(tmp_path / "export")
+    assert (tmp_path / "export" / "interest_labels.jsonl").read_text() == ""
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    assert manifest["counts"]["interest_labels"] == 0
+
+
+def test_export_then_import_into_an_empty_database_then_export_gives_identical_files(
+    labels: Image, tmp_path: Path, django_user_model: Any
 ) -> None:
     _export(tmp_path / "first")
     Caption.objects.all().delete()
     Group.objects.all().delete()
     Image.objects.all().delete()
     ImportBatch.objects.all().delete()
+    django_user_model.objects.all().delete()
+    assert not InterestLabel.objects.exists()
     call_command("import_dataset", str(tmp_path / "first"), stdout=StringIO())
     _export(tmp_path / "second")
     for name in DATA_FILES:
@@ -126,9 +192,55 @@ def test_export_then_import_into_an_empty_database_then_export_gives_identical_f
     first_images = sorted(p.name for p in (tmp_path / "first" / "images").iterdir())
     assert first_images == sorted(p.name for p in (tmp_path / "second" / "images").iterdir())
     # Importing the same folder again changes nothing.
-    counts = (Image.objects.count(), Group.objects.count(), Caption.objects.count())
+    counts = (
+        Image.objects.count(),
+        Group.objects.count(),
+        Caption.objects.count(),
+        InterestLabel.objects.count(),
+    )
+    assert counts[3] == 3
     call_command("import_dataset", str(tmp_path / "first"), stdout=StringIO())
-    assert (Image.objects.count(), Group.objects.count(), Caption.objects.count()) == counts
+    assert (
+        Image.objects.count(),
+        Group.objects.count(),
+        Caption.objects.count(),
+        InterestLabel.objects.count(),
+    ) == counts
+
+
+def test_an_imported_label_by_an_unknown_annotator_creates_an_inactive_user_who_cannot_log_in(
+    labels: Image, tmp_path: Path, django_user_model: Any
+) -> None:
+    _export(tmp_path / "first")
+    InterestLabel.objects.all().delete()
+    django_user_model.objects.filter(username="bob").delete()
+    call_command("import_dataset", str(tmp_path / "first"), stdout=StringIO())
+    bob = django_user_model.objects.get(username="bob")
+    assert not bob.is_active and not bob.has_usable_password()
+    assert django_user_model.objects.get(username="alice").is_active  # existing: untouched
+    assert InterestLabel.objects.filter(annotator=bob, interesting=False).count() == 1
+    assert InterestLabel.objects.count() == 3
+
+
+def test_a_bad_label_line_is_rejected_and_the_good_ones_import(
+    labels: Image, tmp_path: Path, png_factory: Any
+) -> None:
+    _export(tmp_path / "first")
+    folder = tmp_path / "first"
+    rows = _read_jsonl(folder / "interest_labels.jsonl")
+    rows.append({**rows[0], "annotator": "no spaces allowed"})
+    rows.append({**rows[0], "interesting": "yes"})
+    rows.append({**rows[0], "labelled_at": "yesterday"})
+    rows.append({**rows[0], "image_hash": hashlib.md5(png_factory(77)).hexdigest()})
+    write_jsonl(folder / "interest_labels.jsonl", rows)
+    InterestLabel.objects.all().delete()
+    report = tmp_path / "report.json"
+    call_command("import_dataset", str(folder), "--report", str(report), stdout=StringIO())
+    reasons = [r["reason"] for r in json.loads(report.read_text())["rejected"]]
+    assert len(reasons) == 4, reasons
+    assert any("not a valid user name" in r for r in reasons)
+    assert any("not found" in r for r in reasons)
+    assert InterestLabel.objects.count() == 3
 
 
 def test_a_zip_export_holds_the_same_files(dataset: None, tmp_path: Path) -> None:

@@ -12,7 +12,10 @@ from core.cli import acting_user, add_common_arguments, check_report_path, finis
 
 
 class Command(BaseCommand):
-    help = "Import seed_group.json and anonymous_captions_*.jsonl from one folder."
+    help = (
+        "Import seed_group.json, anonymous_captions_*.jsonl and interest_labels.jsonl"
+        " from one folder."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("folder", type=Path)
