@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from captions.text import CaptionTextError, check_braces
 
@@ -47,6 +48,14 @@ def _leak_words() -> set[str]:
     return {word.lower() for word in settings.RELSIM_LEAK_WORDS}
 
 
+def _leak_level() -> str:
+    # Read per call, so that a changed setting applies without a restart of the linter.
+    level = settings.RELSIM_LEAK_LEVEL
+    if level not in {"warning", "error"}:
+        raise ImproperlyConfigured(f"RELSIM_LEAK_LEVEL must be 'warning' or 'error', not {level!r}")
+    return str(level)
+
+
 def _stem(word: str) -> str:
     lowered = word.lower()
     for suffix in ("es", "s"):
@@ -72,6 +81,7 @@ def lint_caption(text: str) -> LintResult:
         result.findings.append(Finding("error", f"Placeholder syntax: {exc}."))
     vocabulary = set(settings.RELSIM_PLACEHOLDERS)
     leaks = _leak_words()
+    leak_level = _leak_level()
     seen_placeholder = False
     position = 0
     for match in _TOKEN.finditer(stripped):
@@ -105,7 +115,7 @@ def lint_caption(text: str) -> LintResult:
         elif _stem(token) in leaks:
             result.findings.append(
                 Finding(
-                    "warning",
+                    leak_level,
                     f"“{token}” names concrete content; an anonymous caption "
                     "says what varies with a placeholder such as {Object} or {Color}.",
                 )

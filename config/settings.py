@@ -212,6 +212,25 @@ RELSIM_LEAK_WORDS = env_list(
         "square",
         "triangle",
         "star",
+        "rectangle",
+        "oval",
+        "ellipse",
+        "pentagon",
+        "hexagon",
+        "octagon",
+        "diamond",
+        "heart",
+        "arrow",
+        "cross",
+        "crescent",
+        "ring",
+        "cube",
+        "sphere",
+        "ball",
+        "cone",
+        "cylinder",
+        "pyramid",
+        "prism",
         "man",
         "woman",
         "child",
@@ -221,6 +240,12 @@ RELSIM_LEAK_WORDS = env_list(
         "cake",
     ],
 )
+# Whether a caption that names concrete content only warns ("warning") or blocks ("error").
+RELSIM_LEAK_LEVEL = env_str("RELSIM_LEAK_LEVEL", "warning").strip().lower()
+if RELSIM_LEAK_LEVEL not in {"warning", "error"}:
+    raise ImproperlyConfigured(
+        f"RELSIM_LEAK_LEVEL must be 'warning' or 'error', not {RELSIM_LEAK_LEVEL!r}"
+    )
 # "Find similar" sources, best first; the first available one serves.
 RELSIM_SIMILARITY_SOURCES = env_list(
     "RELSIM_SIMILARITY_SOURCES", ["curation.similarity.PerceptualHashSimilarity"]

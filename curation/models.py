@@ -201,3 +201,19 @@ class GroupNegative(models.Model):
 
     def __str__(self) -> str:
         return f"{self.image} is not {self.group}"
+
+
+class CurrentGroup(models.Model):
+    """The group that a user's `a` and "Add" buttons add to, kept across logins and devices."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        primary_key=True,
+        on_delete=models.CASCADE,
+        related_name="current_group",
+    )
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} adds to {self.group}"

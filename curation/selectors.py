@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib.auth.models import User
 
-from curation.models import Group, Image, InterestLabel
+from curation.models import CurrentGroup, Group, Image, InterestLabel
 from curation.near_duplicates import close_pairs
 
 
@@ -43,3 +44,9 @@ def group_warnings(members: list[Image]) -> list[GroupWarning]:
             )
         )
     return warnings
+
+
+def current_group(user: User) -> Group | None:
+    """The group this user adds to, or None (none chosen yet, or that group was deleted)."""
+    row = CurrentGroup.objects.filter(user=user).select_related("group").first()
+    return row.group if row else None

@@ -27,4 +27,5 @@ urlpatterns = [
     ),
     path("groups/<int:group_id>/similar/", views.group_similar, name="group_similar"),
     path("groups/<int:group_id>/current/", views.group_set_current, name="group_set_current"),
+    path("groups/<int:group_id>/pool/", views.group_pool, name="group_pool"),
 ]

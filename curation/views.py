@@ -19,18 +19,21 @@ from core.roles import role_of
 from core.splits import Split
 from curation import labelling, selectors, services
 from curation.forms import GroupForm, ImageIdsForm, LabelForm, ReorderForm
-from curation.models import Group, GroupMember, Image, InterestLabel
+from curation.models import CurrentGroup, Group, GroupMember, Image, InterestLabel
 from curation.near_duplicates import near_duplicates
 from curation.pool import PoolFilterForm, filter_choices, pool_page
 from curation.similarity import best_source, rank
 
-CURRENT_GROUP = "current_group_id"
 GROUPS_PER_PAGE = 60
 
 
 def _current_group(request: AuthedRequest) -> Group | None:
-    group_id = request.session.get(CURRENT_GROUP)
-    return Group.objects.filter(pk=group_id).first() if group_id else None
+    return selectors.current_group(request.user)
+
+
+def _make_current(request: AuthedRequest, group: Group) -> None:
+    # Kept per user, not per session: a second device or a new login adds to the same group.
+    CurrentGroup.objects.update_or_create(user=request.user, defaults={"group": group})
 
 
 @login_required
@@ -222,7 +225,7 @@ def group_create(request: AuthedRequest) -> HttpResponse:
         images=images,
         user=request.user,
     )
-    request.session[CURRENT_GROUP] = group.pk
+    _make_current(request, group)
     return redirect("group_detail", group_id=group.pk)
 
 
@@ -236,7 +239,7 @@ def _group_context(request: AuthedRequest, group: Group) -> dict[str, object]:
         "warnings": selectors.group_warnings(members),
         "form": GroupForm(instance_group=group),
         "max_size": settings.RELSIM_GROUP_MAX_SIZE,
-        "is_current": request.session.get(CURRENT_GROUP) == group.pk,
+        "is_current": _current_group(request) == group,
         "states": Group.State.choices,
     }
 
@@ -263,7 +266,11 @@ def _member_rows(members: list[Image]) -> list[tuple[Image, str, str]]:
 @permission_required(*ANNOTATE)
 def group_detail(request: AuthedRequest, group_id: int) -> HttpResponse:
     group = get_object_or_404(Group, pk=group_id)
-    return render(request, "curation/group_detail.html", _group_context(request, group))
+    # htmx asks for the members alone after an add or a reorder elsewhere on the page.
+    template = "curation/group_detail.html"
+    if request.htmx and request.htmx.target == "members-panel":
+        template += "#members"
+    return render(request, template, _group_context(request, group))
 
 
 @require_POST
@@ -308,6 +315,8 @@ def group_add(request: AuthedRequest, group_id: int) -> HttpResponse:
     order = {pk: n for n, pk in enumerate(form.ids())}
     images.sort(key=lambda image: order[image.pk])
     added = services.group_add_images(group=group, images=images, user=request.user)
+    # Adding to a group is choosing it: the next `a` in the pool goes to the same place.
+    _make_current(request, group)
     if request.htmx:
         response = HttpResponse(format_html("Added {} to “{}”.", added, group.title))
         response["HX-Trigger"] = "group-changed"
@@ -379,6 +388,16 @@ def _similar_panel(request: AuthedRequest, group: Group) -> HttpResponse:
 @permission_required(*ANNOTATE)
 def group_set_current(request: AuthedRequest, group_id: int) -> HttpResponse:
     group = get_object_or_404(Group, pk=group_id)
-    request.session[CURRENT_GROUP] = group.pk
+    _make_current(request, group)
     messages.success(request, f"“{group.title}” is now the current group (a adds to it).")
     return redirect(safe_next(request, reverse("group_detail", args=[group.pk])))
+
+
+@require_POST
+@permission_required(*ANNOTATE)
+def group_pool(request: AuthedRequest, group_id: int) -> HttpResponse:
+    """Add from the pool: make the group current, then show the images in no group."""
+    # A form, not a link: it changes state, so another site must not trigger it.
+    group = get_object_or_404(Group, pk=group_id)
+    _make_current(request, group)
+    return redirect(reverse("pool") + "?group=none")

@@ -93,14 +93,16 @@ RULES: dict[str, Rule] = {
         "/groups/{group}/order/", NOT_ALLOWED, ANNOTATE_ACT, {"order": "{order}"}),
     "groups/<int:group_id>/negative/<int:image_id>/": Rule(
         "/groups/{group}/negative/{other_image}/", NOT_ALLOWED, ANNOTATE_ACT, {"negative": "1"}),
-    # A fragment that answers any method alike.
     "groups/<int:group_id>/similar/": Rule("/groups/{group}/similar/", ANNOTATE, NOT_ALLOWED),
     "groups/<int:group_id>/current/": Rule(
         "/groups/{group}/current/", NOT_ALLOWED, ANNOTATE_ACT),
+    # "Add from the pool": makes the group current, then shows the pool.
+    "groups/<int:group_id>/pool/": Rule("/groups/{group}/pool/", NOT_ALLOWED, ANNOTATE_ACT),
     # captions
     "groups/<int:group_id>/caption/": Rule("/groups/{group}/caption/", ANNOTATE, NOT_ALLOWED),
     "images/<int:image_id>/caption/": Rule("/images/{image}/caption/", ANNOTATE, NOT_ALLOWED),
     "captions/lint/": Rule("/captions/lint/", NOT_ALLOWED, ANNOTATE, {"text": "A {{Object}}."}),
+    "captions/returned/": Rule("/captions/returned/", ANNOTATE, NOT_ALLOWED),
     "captions/new/": Rule(
         "/captions/new/", NOT_ALLOWED, ANNOTATE_ACT,
         {"text": "A {{Object}}.", "image": "{other_image}"}),

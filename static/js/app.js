@@ -142,6 +142,63 @@
     if (first) first.focus();
   }
 
+  // --- group page: drag a member to a new place ------------------------------------------
+  // The ↑ ↓ forms keep working without JavaScript; dragging posts the whole new order to the
+  // same view, then reloads the members so those forms carry the new order too.
+  if (page === "group") {
+    let dragged = null;
+    let startOrder = "";
+    const list = () => document.getElementById("members");
+    const orderOf = (ol) => Array.from(ol.querySelectorAll(".member")).map((m) => m.dataset.id).join(",");
+
+    document.addEventListener("dragstart", (event) => {
+      const member = event.target.closest ? event.target.closest("#members .member") : null;
+      if (!member) return;
+      dragged = member;
+      startOrder = orderOf(list());
+      member.classList.add("dragging");
+      event.dataTransfer.effectAllowed = "move";
+      event.dataTransfer.setData("text/plain", member.dataset.id);
+    });
+
+    document.addEventListener("dragover", (event) => {
+      if (!dragged) return;
+      const ol = list();
+      if (!ol || !ol.contains(event.target)) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "move";
+      const over = event.target.closest(".member");
+      if (!over || over === dragged) return;
+      const box = over.getBoundingClientRect();
+      const after = event.clientX > box.left + box.width / 2;
+      ol.insertBefore(dragged, after ? over.nextSibling : over);
+    });
+
+    document.addEventListener("drop", (event) => {
+      if (dragged && list() && list().contains(event.target)) event.preventDefault();
+    });
+
+    document.addEventListener("dragend", async (event) => {
+      if (!dragged) return;
+      const member = dragged;
+      dragged = null;
+      member.classList.remove("dragging");
+      const ol = list();
+      if (!ol) return;
+      const restore = () =>
+        startOrder.split(",").forEach((id) => ol.appendChild(ol.querySelector(`.member[data-id="${id}"]`)));
+      // Dropped outside the list: put everything back where it was.
+      if (event.dataTransfer.dropEffect === "none") { restore(); return; }
+      const order = orderOf(ol);
+      if (order === startOrder) return;
+      const ok = await post(ol.dataset.orderUrl, { order }, { source: ol, target: ol, swap: "none" });
+      // A refused order (someone else changed the group meanwhile) snaps back.
+      if (!ok) { restore(); return; }
+      const panel = document.getElementById("members-panel");
+      if (panel) htmx.ajax("GET", panel.getAttribute("hx-get"), { source: panel, target: panel, swap: "outerHTML" });
+    });
+  }
+
   // --- review queue: bulk selection ----------------------------------------------------
   const bulkForm = document.getElementById("bulk-form");
   if (bulkForm) {
@@ -155,8 +212,18 @@
   }
 
   // --- keys ------------------------------------------------------------------------------
+  // A key names its button in either case (`a` and `A` both approve), so Caps Lock or a
+  // forgotten Shift does not matter; an exact match wins where both cases are taken.
+  function keyTarget(key) {
+    if (key.length !== 1) return null;
+    return (
+      document.querySelector(`[data-key="${key}"]`) ||
+      document.querySelector(`[data-key="${key === key.toLowerCase() ? key.toUpperCase() : key.toLowerCase()}"]`)
+    );
+  }
+
   function clickKey(key) {
-    const target = document.querySelector(`[data-key="${key}"]`);
+    const target = keyTarget(key);
     if (!target || target.disabled) return false;
     if (target.tagName === "SUMMARY") {
       target.parentElement.open = true;

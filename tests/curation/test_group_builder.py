@@ -14,7 +14,7 @@ from PIL import Image as PILImage
 from captions.models import Caption
 from captions.services import caption_create
 from curation.intake import normalise_image
-from curation.models import Group, GroupNegative, Image
+from curation.models import CurrentGroup, Group, GroupNegative, Image
 from curation.services import group_create, image_store
 from curation.similarity import PerceptualHashSimilarity, rank
 
@@ -45,7 +45,7 @@ def test_creating_a_group_makes_it_current_and_adding_keeps_order(
     response = client.post(reverse("group_create"), {"title": "rings", "split": "test"})
     group = Group.objects.get()
     assert response["Location"] == reverse("group_detail", args=[group.pk])
-    assert client.session["current_group_id"] == group.pk
+    assert CurrentGroup.objects.get(user=annotator).group == group
     ids = f"{images[2].pk},{images[0].pk},{images[2].pk}"
     client.post(reverse("group_add", args=[group.pk]), {"images": ids})
     client.post(reverse("group_add", args=[group.pk]), {"image": [images[1].pk, images[0].pk]})

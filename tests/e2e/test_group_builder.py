@@ -29,7 +29,7 @@ def test_an_annotator_builds_a_group_of_three_from_the_pool(
     group = Group.objects.get(title="Peeking out from behind")
     assert group.created_by == annotator
 
-    page.get_by_role("link", name="Add from the pool").click()
+    page.get_by_role("button", name="Add from the pool").click()
     expect(page.locator(".toolbar")).to_contain_text("Current group: Peeking out from behind")
     tiles = page.locator("#grid .tile")
     expect(tiles).to_have_count(6)
