@@ -20,7 +20,8 @@ from captions.forms import (
     reject_reasons,
 )
 from captions.lint import lint_caption
-from captions.models import REJECT_COMMENT_MAX_CHARS, Caption
+from captions.merge import merge_words
+from captions.models import REJECT_COMMENT_MAX_CHARS, Caption, CaptionRevision
 from captions.text import CaptionTextError
 from core.access import ANNOTATE, REVIEW, permission_required
 from core.http import AuthedRequest
@@ -109,7 +110,12 @@ def save_caption(request: AuthedRequest, caption_id: int) -> HttpResponse:
             editor=request.user,
         )
     except services.StaleCaption as exc:
-        return _conflict(request, exc.current, mine)
+        # The text at the version this save started from is what both edits branched off.
+        started_from = CaptionRevision.objects.filter(
+            caption_id=caption_id, version=form.cleaned_data["version"]
+        )
+        base = started_from.values_list("text_after", flat=True).first()
+        return _conflict(request, exc.current, mine, base=base)
     except CaptionTextError as exc:
         return _save_error(request, str(exc))
     services.presence_touch(caption=caption, user=request.user)
@@ -151,22 +157,31 @@ def _save_error(request: AuthedRequest, message: str) -> HttpResponse:
     return render(request, "captions/editor.html#save-error", {"message": message}, status=422)
 
 
-def _conflict(request: AuthedRequest, current: Caption, mine: str) -> HttpResponse:
-    """Both texts side by side: nothing typed is lost, nothing is silently overwritten."""
+def _conflict(
+    request: AuthedRequest, current: Caption, mine: str, *, base: str | None = None
+) -> HttpResponse:
+    """Base, theirs and yours side by side with a three-way merge pre-filled: nothing typed
+    is lost, nothing is silently overwritten. Without a known base, yours is pre-filled."""
+    theirs = current.text
+    merge = merge_words(theirs if base is None else base, theirs, mine)
     context = {
         "caption": current,
+        "base": base,
         "mine": mine,
-        "theirs": current.text,
-        "diff": selectors.word_diff(current.text, mine),
+        "theirs": theirs,
+        "merge": merge,
+        "diff": selectors.word_diff(theirs, mine),
         "last_editor": current.revisions.order_by("-version").select_related("actor").first(),
         "editor_url": _editor_url(current),
     }
     template = "captions/conflict.html#conflict" if request.htmx else "captions/conflict.html"
     response = render(request, template, context, status=409)
     if request.htmx:
-        # Let htmx swap the 409 body in place of the save status.
-        response["HX-Retarget"] = "#save-status"
-        response["HX-Reswap"] = "innerHTML"
+        # The panel goes below the editor's form (a form may not hold another form), and
+        # the event tells the page to stop the editor's autosave: the merge is the save now.
+        response["HX-Retarget"] = "#caption-form"
+        response["HX-Reswap"] = "afterend"
+        response["HX-Trigger-After-Swap"] = "caption-conflict"
     return response
 
 

@@ -19,6 +19,21 @@
     }
   });
 
+  // A stale autosave opened the merge form: the editor's box stops saving and goes read-only,
+  // so the merge form is the only way to save (its autosave would only collect more 409s).
+  document.addEventListener("caption-conflict", () => {
+    const area = document.getElementById("caption-text");
+    if (!area) return;
+    // hx-disable also voids a keyup autosave still waiting out its delay.
+    area.setAttribute("hx-disable", "");
+    area.removeAttribute("hx-trigger");
+    htmx.process(area);
+    area.readOnly = area.disabled = true;
+    document.querySelectorAll("#caption-form button").forEach((b) => (b.disabled = true));
+    const merged = document.getElementById("merged-text");
+    if (merged) merged.focus();
+  });
+
   // A POST sent by htmx (its own request headers, the CSRF header from <body hx-headers>),
   // the answer swapped into `target` under htmx's response rules. Resolves to whether the
   // server accepted it; `source` must stay in the page, since htmx reports on it.
@@ -243,7 +258,9 @@
     if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "s" && page === "editor") {
       event.preventDefault();
       const area = document.getElementById("caption-text");
-      if (area && area.hasAttribute("hx-post")) htmx.trigger(area, "caption-save");
+      const merge = document.getElementById("merge-form");
+      if (merge) merge.requestSubmit();
+      else if (area && area.hasAttribute("hx-post")) htmx.trigger(area, "caption-save");
       else document.getElementById("caption-form").requestSubmit();
       return;
     }
