@@ -221,7 +221,7 @@ def seed_groups_import(
             report.images_not_found.extend({"name": name, **miss} for miss in source.missing)
         else:
             if group is None:
-                report.duplicates += 1
+                report.duplicate(name, source.duplicate_image_id)
             else:
                 report.accepted += 1
                 result.groups.append(group)
@@ -241,6 +241,8 @@ class _SeedSource:
     position: int
     missing: list[dict[str, Any]] = field(default_factory=list)
     normalised: list[dict[str, Any]] = field(default_factory=list)
+    # Set when the row's group is already here: one of its images, for the report to link.
+    duplicate_image_id: int | None = None
 
     def read(self, ref: object) -> tuple[bytes, str, str]:
         """Return (bytes, source name, source URL or '')."""
@@ -310,7 +312,10 @@ def _import_seed_row(
             f"a group needs at least 2 distinct usable images, this row has {len(images)}"
         )
     key = group_import_key(caption, [n.sha256 for n, _, _ in images])
-    if Group.objects.filter(import_key=key).exists():
+    existing = Group.objects.filter(import_key=key).first()
+    if existing is not None:
+        member = existing.members.first()
+        source.duplicate_image_id = member.image_id if member is not None else None
         return None
     with transaction.atomic():
         stored = []
@@ -448,7 +453,7 @@ def captions_import(
             elif outcome.kind == _GROUP_LINE:
                 report.group_lines += 1
             else:
-                report.duplicates += 1
+                report.duplicate(name, outcome.image_id)
         progress(number, total, name)
     batch.report = report.as_dict()
     batch.save(update_fields=["report"])
@@ -459,6 +464,8 @@ def captions_import(
 class _Outcome:
     kind: str
     notes: list[str] = field(default_factory=list)
+    # For a duplicate: the image already here.
+    image_id: int | None = None
 
 
 def _import_caption_row(
@@ -514,7 +521,7 @@ def _import_caption_row(
         ).first()
         if approved is not None:
             if approved.text == caption:
-                return _Outcome(_DUPLICATE)
+                return _Outcome(_DUPLICATE, image_id=stored.image.pk)
             raise _RowError("the image already has a different approved caption")
         caption_create(
             text=caption,
@@ -546,7 +553,7 @@ def _import_uncaptioned(
         )
         _keep_source_url(stored.image, url)
     if not stored.created:
-        return _Outcome(_DUPLICATE)
+        return _Outcome(_DUPLICATE, image_id=stored.image.pk)
     return _Outcome(_UNCAPTIONED, _intake_notes(True, normalised))
 
 

@@ -17,6 +17,8 @@ class ImportReport:
     group_lines: int = 0
     # Accepted images that came with no caption (the release's distractor lists).
     uncaptioned: int = 0
+    # One entry per duplicate: the file or row, and the image already here that it repeats.
+    duplicate_of: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, str]] = field(default_factory=list)
     normalised: list[dict[str, Any]] = field(default_factory=list)
     # Per image URL of a rejected row: where its file was looked for, and why it failed.
@@ -26,10 +28,15 @@ class ImportReport:
     def reject(self, name: str, reason: str) -> None:
         self.rejected.append({"name": name, "reason": reason})
 
+    def duplicate(self, name: str, image_id: int | None) -> None:
+        self.duplicates += 1
+        self.duplicate_of.append({"name": name, "image_id": image_id})
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "accepted": self.accepted,
             "duplicates": self.duplicates,
+            "duplicate_of": self.duplicate_of,
             "group_lines": self.group_lines,
             "uncaptioned": self.uncaptioned,
             "rejected": self.rejected,

@@ -153,7 +153,7 @@ def _import_one(
         if normalised.notes:
             report.normalised.append({"name": name, "notes": list(normalised.notes)})
     else:
-        report.duplicates += 1
+        report.duplicate(name, stored.image.pk)
 
 
 # --- Groups -------------------------------------------------------------------------------

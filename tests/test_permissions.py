@@ -121,6 +121,8 @@ RULES: dict[str, Rule] = {
         {"version": "1", "reason": "too-vague"}),
     # training
     "export/": Rule("/export/", ADMIN, ADMIN_ACT, {"splits": "train"}),
+    # No file or path here, so an admin's POST gets the form back with its errors.
+    "imports/": Rule("/imports/", ADMIN, ADMIN),
     "jobs/<int:job_id>/": Rule("/jobs/{job}/", ADMIN, NOT_ALLOWED),
     "jobs/<int:job_id>/retry/": Rule("/jobs/{failed_job}/retry/", NOT_ALLOWED, ADMIN_ACT),
     "jobs/<int:job_id>/cancel/": Rule("/jobs/{running_job}/cancel/", NOT_ALLOWED, ADMIN_ACT),

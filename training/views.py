@@ -1,8 +1,9 @@
-"""Export page, live job status (with retry and cancel) and export download."""
+"""Import and export pages, live job status (with retry and cancel) and export download."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from django import forms
 from django.conf import settings
@@ -15,7 +16,9 @@ from django_htmx.http import HttpResponseStopPolling
 from core.access import EXPORT, permission_required
 from core.http import AuthedRequest
 from core.splits import Split
+from core.uploads import upload_refusal
 from training import selectors, services
+from training.forms import ImportJobForm
 from training.models import Job
 
 
@@ -49,11 +52,80 @@ def export_page(request: AuthedRequest) -> HttpResponse:
     return render(request, "training/export.html", {"form": form, "exports": exports})
 
 
+IMPORT_KINDS = (Job.Kind.IMPORT_IMAGES, Job.Kind.IMPORT_SEED_GROUPS, Job.Kind.IMPORT_CAPTIONS)
+
+
+def _import_report(job: Job) -> dict[str, Any] | None:
+    report = job.artifacts.get("report") if job.kind in IMPORT_KINDS else None
+    return report if isinstance(report, dict) else None
+
+
+def _status_label(job: Job) -> str:
+    """The status as a person reads it: a run that turned files away succeeded with warnings."""
+    report = _import_report(job)
+    if job.status == Job.Status.SUCCEEDED and report and report.get("rejected"):
+        return "succeeded with warnings"
+    return str(job.status)
+
+
+def _nothing_imported(report: dict[str, Any] | None) -> str:
+    """Say so plainly when an import added nothing new and turned something away."""
+    if not report or report.get("accepted") or not report.get("rejected"):
+        return ""
+    rejected = len(report["rejected"])
+    text = f"Nothing was imported: {rejected} rejected"
+    if report.get("duplicates"):
+        text += f", {report['duplicates']} already here"
+    return text + "."
+
+
+def _report_summary(report: dict[str, Any] | None) -> str:
+    if not report:
+        return ""
+    return (
+        f"{report.get('accepted', 0)} accepted, {report.get('duplicates', 0)} already here, "
+        f"{len(report.get('rejected', []))} rejected"
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required(*EXPORT)
+def import_page(request: AuthedRequest) -> HttpResponse:
+    # Bound on every POST: a stopped upload can leave request.POST empty.
+    bound = request.method == "POST"
+    form = ImportJobForm(
+        request.POST if bound else None,
+        request.FILES if bound else None,
+        upload_refused=upload_refusal(request) if bound else "",
+    )
+    if bound and form.is_valid():
+        job = services.job_create(
+            kind=form.cleaned_data["kind"], params=form.job_params(), user=request.user
+        )
+        if job.status == Job.Status.FAILED:
+            messages.error(request, "The import was not started: the job queue cannot be reached.")
+        return redirect("job_detail", job_id=job.pk)
+    jobs = Job.objects.filter(kind__in=IMPORT_KINDS).order_by("-created_at")[:20]
+    imports = [
+        {"job": job, "label": _status_label(job), "summary": _report_summary(_import_report(job))}
+        for job in jobs
+    ]
+    return render(request, "training/import.html", {"form": form, "imports": imports})
+
+
 @require_GET
 @permission_required(*EXPORT)
 def job_detail(request: AuthedRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=job_id)
-    context = {"job": job, "warning": selectors.job_warning(job)}
+    report = _import_report(job) if job.status == Job.Status.SUCCEEDED else None
+    context = {
+        "job": job,
+        "is_import": job.kind in IMPORT_KINDS,
+        "label": _status_label(job),
+        "report": report,
+        "nothing_imported": _nothing_imported(report),
+        "warning": selectors.job_warning(job),
+    }
     if request.htmx:
         response = render(request, "training/job_detail.html#status", context)
         if job.is_finished:
