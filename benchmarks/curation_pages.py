@@ -381,7 +381,8 @@ def _pages(seeded: Any) -> list[Page]:
         Page("home (dataset stats)", "annotator", "/"),
         Page("group list", "annotator", "/groups/"),
         Page("caption editor (group)", "annotator", f"/groups/{group}/caption/"),
-        Page("label agreement", "annotator", "/label/agreement/"),
+        Page("label agreement (kappa, disagreements)", "annotator", "/label/agreement/"),
+        Page("captions returned to me", "annotator", "/captions/returned/"),
     ]
 
 

@@ -210,6 +210,8 @@ def review_queue(request: AuthedRequest) -> HttpResponse:
     queue = selectors.review_queue_with_members()
     if source in Caption.Source.values:
         queue = queue.filter(source=source)
+    # One row more than shown says whether more wait, without counting a long queue.
+    picked = list(queue[: _QUEUE_ROWS + 1])
     rows = [
         {
             "caption": caption,
@@ -218,17 +220,24 @@ def review_queue(request: AuthedRequest) -> HttpResponse:
             if caption.group
             else [caption.image],
         }
-        for caption in queue[:200]
+        for caption in picked[:_QUEUE_ROWS]
     ]
     return render(
         request,
         "captions/review_queue.html",
-        {"rows": rows, "source": source, "sources": Caption.Source.choices},
+        {
+            "rows": rows,
+            "more_waiting": len(picked) > _QUEUE_ROWS,
+            "source": source,
+            "sources": Caption.Source.choices,
+        },
     )
 
 
-# Enough thumbnails to recognise a group at a glance without loading whole groups.
-_QUEUE_THUMBNAILS = 6
+# Enough thumbnails to recognise a group at a glance without loading whole groups, and
+# enough rows for a sitting: the page stays fast however long the queue grows.
+_QUEUE_THUMBNAILS = 4
+_QUEUE_ROWS = 100
 
 
 @require_GET

@@ -210,3 +210,20 @@ def test_the_review_queue_shows_thumbnails_and_lint_status_in_a_fixed_number_of_
     with django_assert_max_num_queries(len(few.captured_queries)):
         body = client.get(reverse("review_queue")).content.decode()
     assert body.count('loading="lazy"') == 27
+
+
+def test_a_long_review_queue_shows_its_oldest_drafts_and_says_more_wait(
+    reviewer: Any, annotator: Any, png_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from captions import views
+
+    monkeypatch.setattr(views, "_QUEUE_ROWS", 2)
+    images = [image_store(normalised=normalise_image(png_factory(n))).image for n in range(3)]
+    drafts = [
+        services.caption_create(text=f"Draft {n} {{Object}}.", image=image, author=annotator)
+        for n, image in enumerate(images)
+    ]
+    page = _client(reviewer).get(reverse("review_queue"))
+    shown = [row["caption"] for row in page.context["rows"]]
+    assert shown == drafts[:2]
+    assert "The oldest 2 drafts; more wait" in page.content.decode()
