@@ -29,7 +29,7 @@ from core.splits import Split
 from curation.image_refs import ImageRefError, RefResolver
 from curation.intake import ImageRejected, NormalisedImage, normalise_image
 from curation.models import Group, GroupMember, Image, ImportBatch, InterestLabel
-from curation.services import group_create, image_store, intake_limits
+from curation.services import StoredImage, group_create, image_store, intake_limits
 from ml.callbacks import ProgressFn, StopFn, never_stop, no_progress
 
 _ACCEPTED, _DUPLICATE, _GROUP_LINE = "accepted", "duplicate", "group line"
@@ -508,14 +508,7 @@ def _import_caption_row(
 
     normalised = _normalise(_read_hashed_image(images_dir, image_hash))
     with transaction.atomic():
-        stored = image_store(
-            normalised=normalised,
-            source_name=f"{image_hash}.png",
-            source_url=url,
-            batch=batch,
-            user=user,
-        )
-        _keep_source_url(stored.image, url)
+        stored = _store_hashed(normalised, image_hash, url, batch, user)
         approved = Caption.objects.filter(
             image=stored.image, status=Caption.Status.APPROVED
         ).first()
@@ -534,6 +527,21 @@ def _import_caption_row(
     return _Outcome(_ACCEPTED, _intake_notes(stored.created, normalised))
 
 
+def _store_hashed(
+    normalised: NormalisedImage, image_hash: str, url: str, batch: ImportBatch, user: User | None
+) -> StoredImage:
+    """A released `<image_hash>.png`, stored once, with its URL kept."""
+    stored = image_store(
+        normalised=normalised,
+        source_name=f"{image_hash}.png",
+        source_url=url,
+        batch=batch,
+        user=user,
+    )
+    _keep_source_url(stored.image, url)
+    return stored
+
+
 def _import_uncaptioned(
     images_dir: Path,
     image_hash: str,
@@ -544,14 +552,7 @@ def _import_uncaptioned(
     """A distractor: its image joins the pool, with no caption and no split."""
     normalised = _normalise(_read_hashed_image(images_dir, image_hash))
     with transaction.atomic():
-        stored = image_store(
-            normalised=normalised,
-            source_name=f"{image_hash}.png",
-            source_url=url,
-            batch=batch,
-            user=user,
-        )
-        _keep_source_url(stored.image, url)
+        stored = _store_hashed(normalised, image_hash, url, batch, user)
     if not stored.created:
         return _Outcome(_DUPLICATE, image_id=stored.image.pk)
     return _Outcome(_UNCAPTIONED, _intake_notes(True, normalised))

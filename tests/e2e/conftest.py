@@ -126,3 +126,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.when == "call":
         item.rep_call_failed = report.failed  # type: ignore[attr-defined]
     return report
+
+
+@pytest.fixture
+def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str]]:
+    """Jobs the pages enqueue, kept here instead of sent to a broker: the test runs them."""
+    calls: list[tuple[int, str]] = []
+    from training import services as job_services
+
+    monkeypatch.setattr(
+        job_services, "job_enqueue", lambda *, job_id, queue: calls.append((job_id, queue))
+    )
+    return calls

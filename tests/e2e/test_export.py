@@ -13,23 +13,12 @@ from captions.models import Caption
 from captions.services import caption_create
 from curation.services import group_create
 from tests.e2e.support import expect, store_images
-from training import services as job_services
 from training.execution import execute_job
 from training.models import Job
 
 pytestmark = pytest.mark.e2e
 
 CAPTION = "A {Animal} peering out from behind a {Object}."
-
-
-@pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str]]:
-    """Jobs the pages enqueue, kept here instead of sent to a broker: the test runs them."""
-    calls: list[tuple[int, str]] = []
-    monkeypatch.setattr(
-        job_services, "job_enqueue", lambda *, job_id, queue: calls.append((job_id, queue))
-    )
-    return calls
 
 
 def test_an_admin_exports_the_data_set_and_downloads_the_archive(
