@@ -248,7 +248,8 @@ if RELSIM_LEAK_LEVEL not in {"warning", "error"}:
     )
 # "Find similar" sources, best first; the first available one serves.
 RELSIM_SIMILARITY_SOURCES = env_list(
-    "RELSIM_SIMILARITY_SOURCES", ["curation.similarity.PerceptualHashSimilarity"]
+    "RELSIM_SIMILARITY_SOURCES",
+    ["training.similarity.RelsimIndexSimilarity", "curation.similarity.PerceptualHashSimilarity"],
 )
 RELSIM_REJECT_REASONS = env_list(
     "RELSIM_REJECT_REASONS",
@@ -280,6 +281,12 @@ else:
 RELSIM_JOB_STALE_SECONDS = env_int("RELSIM_JOB_STALE_SECONDS", 120, minimum=1)
 RELSIM_JOB_HEARTBEAT_SECONDS = env_int("RELSIM_JOB_HEARTBEAT_SECONDS", 10, minimum=1)
 RELSIM_JOB_PROGRESS_MS = env_int("RELSIM_JOB_PROGRESS_MS", 2000, minimum=0)
+# A cancelled model job gets this long to save and stop after SIGTERM before its whole
+# process group is killed.
+RELSIM_JOB_CANCEL_GRACE_SECONDS = env_int("RELSIM_JOB_CANCEL_GRACE_SECONDS", 3, minimum=0)
+# The GPUs this worker's model jobs may use (CUDA_VISIBLE_DEVICES for their processes);
+# empty leaves the worker's own environment as it is.
+RELSIM_GPU_DEVICES = env_str("RELSIM_GPU_DEVICES", "")
 # How often each worker reports itself alive and fails jobs whose worker went silent.
 RELSIM_WORKER_BEAT_SECONDS = env_int("RELSIM_WORKER_BEAT_SECONDS", 15, minimum=1)
 # A broker that does not answer fails the job in seconds, with the reason, instead of

@@ -8,4 +8,5 @@ class TrainingConfig(AppConfig):
     name = "training"
 
     def ready(self) -> None:
-        from training import dataset_jobs  # noqa: F401  (its runners register themselves)
+        # Runner modules register themselves by kind.
+        from training import dataset_jobs, model_jobs  # noqa: F401

@@ -85,3 +85,97 @@ class WorkerBeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({', '.join(self.queues)})"
+
+
+class JobMetric(models.Model):
+    """One record of a training run's metrics file (loss, lr, throughput at a step), copied
+    to the database as the run writes it so pages can draw the curves while it runs."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="metrics")
+    step = models.PositiveIntegerField()
+    values = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["job", "step"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "step"], name="job_metric_once_per_step"),
+        ]
+
+    def __str__(self) -> str:
+        return f"job #{self.job_id} step {self.step}"
+
+
+class TrainedModel(models.Model):
+    """A model the app trained or imported, once its files are complete. One model per kind
+    is active: the one jobs and pages use unless told otherwise."""
+
+    class Kind(models.TextChoices):
+        RELSIM = "relsim", "relsim"
+        CAPTIONER = "captioner", "captioner"
+        FILTER = "filter", "interest filter"
+        TUNED_BASELINE = "tuned_baseline", "tuned baseline"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    name = models.CharField(max_length=200)
+    folder = models.CharField(max_length=1000, help_text="The checkpoint folder.")
+    base_vlm = models.CharField(max_length=1000, blank=True)
+    job = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="trained_models"
+    )
+    # The export the model learnt from (a zip under the data directory; never rewritten).
+    snapshot = models.CharField(max_length=1000, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind"],
+                condition=models.Q(is_active=True),
+                name="one_active_model_per_kind",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} {self.name}"
+
+
+class EmbeddingIndex(models.Model):
+    """An embedding index folder over pool images (ids are image ids), made by a relsim
+    model or a baseline; recorded once the folder is complete."""
+
+    model = models.ForeignKey(
+        TrainedModel, null=True, blank=True, on_delete=models.CASCADE, related_name="indexes"
+    )
+    baseline = models.CharField(max_length=100, blank=True)
+    folder = models.CharField(max_length=1000)
+    count = models.PositiveIntegerField()
+    dim = models.PositiveIntegerField()
+    job = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="indexes"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    (models.Q(model__isnull=False) & models.Q(baseline=""))
+                    | (models.Q(model__isnull=True) & ~models.Q(baseline=""))
+                ),
+                name="index_made_by_a_model_or_a_baseline",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"index #{self.pk} ({self.source_name}, {self.count} images)"
+
+    @property
+    def source_name(self) -> str:
+        return self.model.name if self.model is not None else self.baseline

@@ -6,6 +6,7 @@ Command line: `python -m ml.search.embed --checkpoint CKPT --images DIR --out IN
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -102,6 +103,20 @@ def image_files(folder: str | Path) -> list[tuple[str, Path]]:
     return [(p.stem, p) for p in paths]
 
 
+def read_items(path: str | Path) -> list[tuple[str, Path]]:
+    """(id, path) pairs from a JSON-lines file of {"id": ..., "path": ...}."""
+    items = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            items.append((str(row["id"]), Path(row["path"])))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}, line {number}: not an {{id, path}} object ({exc})") from None
+    return items
+
+
 def default_device() -> tuple[torch.dtype, str]:
     """bf16 on a GPU, float32 on the CPU."""
     if torch.cuda.is_available():
@@ -144,7 +159,9 @@ def embed_checkpoint(
 def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Embed a folder of images with relsim.")
     parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--images", required=True, help="folder of images; ids = file stems")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", help="folder of images; ids = file stems")
+    source.add_argument("--items", help='JSON lines of {"id": ..., "path": ...}, in index order')
     parser.add_argument("--out", required=True, help="index folder to write")
     parser.add_argument("--base-model", default=None, help="backbone folder, if it moved")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -155,7 +172,7 @@ def _main(argv: list[str] | None = None) -> int:
 
     result = embed_checkpoint(
         args.checkpoint,
-        image_files(args.images),
+        image_files(args.images) if args.images else read_items(args.items),
         args.out,
         base_model=args.base_model,
         batch_size=args.batch_size,

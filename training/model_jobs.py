@@ -1,0 +1,251 @@
+"""Runners of the model jobs: relsim training and embedding indexes. Each runs one of ml's
+command lines in a child process group (training.child_process) and records what it made
+(a TrainedModel, an EmbeddingIndex) only once its files are complete."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from captions.export import ExportError, ExportOptions, dataset_export
+from core.errors import JobCancelled, JobInputError
+from curation.models import Image
+from training.child_process import ChildJob, ChildOutcome, module_command
+from training.model_paths import is_tiny_vlm, text_encoder_path, vlm_path
+from training.models import EmbeddingIndex, Job, JobMetric, TrainedModel
+from training.reporting import JobReporter
+from training.runners import runner
+from training.snapshots import snapshot_zip, train_records, unpacked
+
+MIN_TRAIN_IMAGES = 2
+
+# The paper's recipe (REFERENCE.md) is TrainConfig's own defaults; the demo's tiny VLM gets
+# a recipe it can learn with on a CPU in minutes (as in benchmarks.relsim_synthetic).
+TINY_RECIPE: dict[str, Any] = {
+    "image_size": 112,
+    "finetune": "full",
+    "freeze_vision": False,
+    "batch_size": 16,
+    "lr": 5e-4,
+    "warmup_steps": 10,
+    "epochs": 3,
+    "save_every": 50,
+    "log_every": 5,
+}
+
+
+def job_dir(job: Job) -> Path:
+    return settings.DATA_DIR / "jobs" / str(job.pk)
+
+
+def relsim_option_names() -> set[str]:
+    """Every option of ml's relsim training config, which a job's `config` may set."""
+    from ml.relsim import TrainConfig
+
+    return {f.name for f in fields(TrainConfig)}
+
+
+# Chosen by the job itself, never by the form.
+RESERVED_OPTIONS = {"data_dir", "output_dir", "backbone", "text_model", "resume"}
+
+
+def relsim_config(job: Job, data_dir: Path) -> dict[str, Any]:
+    """The training config file's contents: the recipe, then the job's own options."""
+    backbone = vlm_path()
+    config: dict[str, Any] = dict(TINY_RECIPE) if is_tiny_vlm(backbone) else {}
+    options = job.params.get("config") or {}
+    if not isinstance(options, dict):
+        raise JobInputError("the job's 'config' must be an object of training options")
+    unknown = sorted(set(options) - relsim_option_names())
+    if unknown:
+        raise JobInputError(f"unknown training options: {', '.join(unknown)}")
+    reserved = sorted(set(options) & RESERVED_OPTIONS)
+    if reserved:
+        raise JobInputError(f"set by the job, not by hand: {', '.join(reserved)}")
+    config.update(options)
+    config.update(
+        data_dir=str(data_dir),
+        output_dir=str(job_dir(job) / "run"),
+        backbone=str(backbone),
+        text_model=str(text_encoder_path()),
+        resume=True,
+    )
+    from ml.relsim import TrainConfig
+
+    try:
+        TrainConfig.from_dict(config).validate()
+    except (TypeError, ValueError) as exc:
+        raise JobInputError(f"the training options are not valid: {exc}") from None
+    return config
+
+
+def _snapshot(job: Job, reporter: JobReporter) -> Path:
+    """The export the job trains on: the one it names, or one it makes now. Recorded in
+    the job's resume point, so a retry trains on the very same data."""
+    recorded = job.resume_point.get("snapshot")
+    if recorded:
+        path = Path(recorded)
+        if not path.is_file():
+            raise JobInputError(f"the job's snapshot {path.name} is no longer on disk")
+        return path
+    export_id = job.params.get("snapshot_job")
+    if export_id:
+        try:
+            path = snapshot_zip(Job.objects.get(pk=int(export_id)))
+        except (Job.DoesNotExist, ValueError, TypeError):
+            raise JobInputError(f"there is no export job #{export_id}") from None
+    else:
+        path = settings.DATA_DIR / "exports" / f"snapshot-job{job.pk}.zip"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            reporter.log("exporting the approved captions as this run's snapshot")
+            try:
+                dataset_export(out=path, options=ExportOptions(splits=("train", "test")))
+            except ExportError as exc:
+                raise JobInputError(f"could not export a snapshot: {exc}") from None
+    Job.objects.filter(pk=job.pk).update(resume_point={**job.resume_point, "snapshot": str(path)})
+    return path
+
+
+def _run_child(
+    job: Job, reporter: JobReporter, command: list[str], metrics: Path | None
+) -> ChildOutcome:
+    outcome = ChildJob(
+        job.pk,
+        command,
+        reporter=reporter,
+        log_path=job_dir(job) / "job.log",
+        metrics_path=metrics,
+        env=_gpu_env(),
+    ).run()
+    if outcome.cancelled:
+        raise JobCancelled("stopped at the user's request")
+    if outcome.returncode != 0:
+        tail = "\n".join(outcome.last_lines[-5:])
+        raise RuntimeError(f"the child process exited with {outcome.returncode}: {tail}")
+    return outcome
+
+
+def _gpu_env() -> dict[str, str]:
+    devices = settings.RELSIM_GPU_DEVICES.strip()
+    return {"CUDA_VISIBLE_DEVICES": devices} if devices else {}
+
+
+@runner(Job.Kind.TRAIN_RELSIM)
+def run_train_relsim(job: Job, reporter: JobReporter) -> dict[str, Any]:
+    zip_path = _snapshot(job, reporter)
+    data_dir = unpacked(zip_path)
+    images = train_records(data_dir)
+    if images < MIN_TRAIN_IMAGES:
+        raise JobInputError(
+            f"the snapshot {zip_path.name} holds {images} captioned training image(s); "
+            f"relsim needs at least {MIN_TRAIN_IMAGES} (approve captions of train-split groups)"
+        )
+    config = relsim_config(job, data_dir)
+    folder = job_dir(job)
+    folder.mkdir(parents=True, exist_ok=True)
+    config_path = folder / "train_config.json"
+    config_path.write_text(json.dumps(config, indent=2))
+    run_dir = Path(config["output_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    from ml.train import METRICS_FILE, latest_checkpoint
+
+    # A resumed run redraws its curve from the checkpoint it starts from.
+    resume = latest_checkpoint(run_dir)
+    resumed_step = int(resume.name.rsplit("-", 1)[-1]) if resume is not None else 0
+    JobMetric.objects.filter(job=job, step__gt=resumed_step).delete()
+    processes = max(1, int(job.params.get("gpus", 1) or 1))
+    command = module_command("ml.relsim.train", ["--config", str(config_path)], processes=processes)
+    outcome = _run_child(job, reporter, command, run_dir / METRICS_FILE)
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise RuntimeError("training ended without a checkpoint")
+    last = JobMetric.objects.filter(job=job).order_by("-step").first()
+    name = str(job.params.get("name") or f"relsim job {job.pk}")
+    model = TrainedModel.objects.create(
+        kind=TrainedModel.Kind.RELSIM,
+        name=name[:200],
+        folder=str(checkpoint),
+        base_vlm=config["backbone"],
+        job=job,
+        snapshot=str(zip_path),
+        metrics={"step": last.step, **last.values} if last else {},
+        created_by=job.created_by,
+    )
+    if job.params.get("activate", True):
+        model_activate(model=model)
+    return {
+        "model_id": model.pk,
+        "checkpoint": str(checkpoint),
+        "snapshot": str(zip_path),
+        "log": str(outcome.log_path),
+    }
+
+
+@transaction.atomic
+def model_activate(*, model: TrainedModel) -> None:
+    """Make `model` the active one of its kind."""
+    TrainedModel.objects.filter(kind=model.kind, is_active=True).exclude(pk=model.pk).update(
+        is_active=False
+    )
+    TrainedModel.objects.filter(pk=model.pk).update(is_active=True)
+    model.is_active = True
+
+
+def _index_model(job: Job) -> TrainedModel:
+    model_id = job.params.get("model")
+    models = TrainedModel.objects.filter(kind=TrainedModel.Kind.RELSIM)
+    model = (
+        models.filter(pk=model_id).first() if model_id else models.filter(is_active=True).first()
+    )
+    if model is None:
+        wanted = f"relsim model #{model_id}" if model_id else "an active relsim model"
+        raise JobInputError(f"there is no {wanted} to embed with")
+    if not Path(model.folder).is_dir():
+        raise JobInputError(f"the model's folder {model.folder} is missing")
+    return model
+
+
+@runner(Job.Kind.EMBED)
+def run_embed(job: Job, reporter: JobReporter) -> dict[str, Any]:
+    model = _index_model(job)
+    rows = list(Image.objects.order_by("id").values_list("id", "file"))
+    if not rows:
+        raise JobInputError("the pool holds no images to embed")
+    folder = job_dir(job)
+    folder.mkdir(parents=True, exist_ok=True)
+    items = folder / "items.jsonl"
+    media = Path(settings.MEDIA_ROOT)
+    items.write_text(
+        "".join(json.dumps({"id": str(pk), "path": str(media / name)}) + "\n" for pk, name in rows)
+    )
+    scratch = folder / "index.partial"
+    shutil.rmtree(scratch, ignore_errors=True)
+    args = ["--checkpoint", model.folder, "--items", str(items), "--out", str(scratch)]
+    args += ["--batch-size", str(int(job.params.get("batch_size", 16) or 16))]
+    outcome = _run_child(job, reporter, module_command("ml.search.embed", args), None)
+    from ml.search import load_index
+
+    target = settings.DATA_DIR / "indexes" / f"relsim-{model.pk}-job{job.pk}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(target, ignore_errors=True)
+    scratch.rename(target)
+    index = load_index(target, in_memory=False)
+    record = EmbeddingIndex.objects.create(
+        model=model, folder=str(target), count=index.n, dim=index.dim, job=job
+    )
+    return {
+        "index_id": record.pk,
+        "model_id": model.pk,
+        "count": index.n,
+        "dim": index.dim,
+        "log": str(outcome.log_path),
+        "finished": timezone.now().isoformat(),
+    }
