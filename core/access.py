@@ -32,6 +32,8 @@ def permission_required(*permissions: str) -> Callable[[View], View]:
 ANNOTATE = ("curation.view_image", "curation.add_interestlabel", "curation.change_group")
 REVIEW = ("captions.review_caption",)
 EXPORT = ("training.add_job",)
+# Launching model jobs and choosing the active models: admins.
+MODELS = ("training.add_job", "training.change_trainedmodel")
 
 
 def safe_next(request: HttpRequest, default: str) -> str:
