@@ -1,0 +1,136 @@
+"""manage.py model_job KIND [options]: start a model job (train_relsim, embed) from a terminal
+and follow it with a progress bar, on the workers or (--here) in this process."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from core.cli import acting_user
+from core.errors import JobInputError
+from training import services
+from training.execution import execute_job
+from training.model_jobs import RESERVED_OPTIONS, relsim_option_names
+from training.models import Job
+
+KINDS = {"train_relsim": Job.Kind.TRAIN_RELSIM, "embed": Job.Kind.EMBED}
+POLL_S = 0.5
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """`name=value`, the value read as JSON when it parses (numbers, true, lists), else text."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise CommandError(f"--set takes name=value, not {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return name.strip(), value
+
+
+class Command(BaseCommand):
+    help = "Start a model job and follow it: train_relsim or embed."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("kind", choices=sorted(KINDS))
+        parser.add_argument("--name", default="", help="Name of the trained model.")
+        parser.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="OPTION=VALUE",
+            help="A training option (any field of ml.relsim.TrainConfig), repeatable.",
+        )
+        parser.add_argument(
+            "--snapshot-job", type=int, help="Train on this export job's zip (default: new)."
+        )
+        parser.add_argument("--gpus", type=int, default=1, help="GPUs (accelerate launch).")
+        parser.add_argument("--model", type=int, help="embed: the relsim model (default: active).")
+        parser.add_argument(
+            "--here", action="store_true", help="Run in this process instead of on a worker."
+        )
+        parser.add_argument("--no-wait", action="store_true", help="Queue it and return.")
+        parser.add_argument("--user", help="Act as this user (recorded as the job's creator).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        kind = KINDS[options["kind"]]
+        params = self._params(kind, options)
+        user = acting_user(options, "training.add_job")
+        if options["here"]:
+            job = Job.objects.create(kind=kind, params=params, queue=Job.Queue.GPU, created_by=user)
+            runner = threading.Thread(target=execute_job, args=(job.pk,), daemon=True)
+            runner.start()
+        else:
+            job = services.job_create(kind=kind, params=params, user=user)
+            if job.status == Job.Status.FAILED:
+                raise CommandError(job.error)
+            if options["no_wait"]:
+                self.stdout.write(f"Job #{job.pk} queued on the {job.queue} queue.")
+                return
+        self.stderr.write(f"Job #{job.pk} ({job.get_kind_display()}); Ctrl-C asks it to stop.")
+        try:
+            self._follow(job)
+        except KeyboardInterrupt:
+            services.job_cancel(job=job)
+            self.stderr.write("Asked the job to stop; waiting for it to save and end.")
+            self._follow(job)
+        job.refresh_from_db()
+        self.stdout.write(f"Job #{job.pk}: {job.status} {job.progress_message}")
+        if job.artifacts:
+            self.stdout.write(json.dumps(job.artifacts, indent=2))
+        if job.status != Job.Status.SUCCEEDED:
+            raise CommandError(job.error or f"the job ended {job.status}")
+
+    def _params(self, kind: str, options: dict[str, Any]) -> dict[str, Any]:
+        if kind == Job.Kind.EMBED:
+            return {"model": options["model"]} if options["model"] else {}
+        config = dict(parse_option(text) for text in options["set"])
+        unknown = sorted(set(config) - relsim_option_names())
+        if unknown:
+            raise CommandError(f"Unknown training options: {', '.join(unknown)}")
+        reserved = sorted(set(config) & RESERVED_OPTIONS)
+        if reserved:
+            raise CommandError(f"Set by the job, not by hand: {', '.join(reserved)}")
+        if options["gpus"] < 1:
+            raise CommandError("--gpus must be at least 1")
+        params: dict[str, Any] = {"config": config, "gpus": options["gpus"]}
+        if options["name"]:
+            params["name"] = options["name"]
+        if options["snapshot_job"]:
+            params["snapshot_job"] = options["snapshot_job"]
+        self._check_options(params)
+        return params
+
+    def _check_options(self, params: dict[str, Any]) -> None:
+        from ml.relsim import TrainConfig
+
+        trial = {"data_dir": ".", "output_dir": ".", "backbone": ".", **params["config"]}
+        try:
+            TrainConfig.from_dict(trial).validate()
+        except (TypeError, ValueError, JobInputError) as exc:
+            raise CommandError(f"The training options are not valid: {exc}") from None
+
+    def _follow(self, job: Job) -> None:
+        bar = tqdm(total=1000, unit="‰", disable=not sys.stderr.isatty(), dynamic_ncols=True)
+        last_message = ""
+        try:
+            while True:
+                job.refresh_from_db()
+                bar.n = int(job.progress * 1000)
+                bar.set_postfix_str(job.progress_message[-50:], refresh=False)
+                bar.refresh()
+                if not sys.stderr.isatty() and job.progress_message != last_message:
+                    last_message = job.progress_message
+                    self.stderr.write(f"[{job.progress:.0%}] {last_message}")
+                if job.is_finished:
+                    return
+                time.sleep(POLL_S)
+        finally:
+            bar.close()
