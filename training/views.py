@@ -19,6 +19,7 @@ from core.splits import Split
 from core.uploads import upload_refusal
 from training import selectors, services
 from training.forms import ImportJobForm
+from training.job_views import job_page_extras
 from training.models import Job
 
 
@@ -118,13 +119,16 @@ def import_page(request: AuthedRequest) -> HttpResponse:
 def job_detail(request: AuthedRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=job_id)
     report = _import_report(job) if job.status == Job.Status.SUCCEEDED else None
+    warning = selectors.job_warning(job)
     context = {
         "job": job,
         "is_import": job.kind in IMPORT_KINDS,
         "label": _status_label(job),
         "report": report,
         "nothing_imported": _nothing_imported(report),
-        "warning": selectors.job_warning(job),
+        "warning": warning,
+        # Time left, place in the queue, outputs, curves: training/job_views.py.
+        **job_page_extras(job, warning=warning),
     }
     if request.htmx:
         response = render(request, "training/job_detail.html#status", context)
