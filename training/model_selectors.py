@@ -1,0 +1,205 @@
+"""Reads for the model pages: the models and their indexes, the training recipe a form starts
+from, what a snapshot holds, whether a gpu worker is alive, and what a checkpoint folder is."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db.models import Count, Exists, OuterRef, QuerySet
+
+from captions.export import MIN_GROUP_SIZE
+from captions.models import Caption
+from core.errors import JobInputError
+from core.splits import Split
+from curation.models import Group
+from training.model_jobs import TINY_RECIPE
+from training.model_paths import TINY_VLM_FOLDER, is_tiny_vlm, vlm_path
+from training.models import Job, TrainedModel
+from training.selectors import live_workers
+from training.snapshots import snapshot_zip
+
+if TYPE_CHECKING:
+    from ml.relsim import CheckpointInfo
+
+TRAIN_FILE = "anonymous_captions_train.jsonl"
+
+
+def models_with_indexes() -> QuerySet[TrainedModel]:
+    return TrainedModel.objects.select_related("job").prefetch_related("indexes__job")
+
+
+def model_jobs_recent(limit: int = 10) -> QuerySet[Job]:
+    kinds = (Job.Kind.TRAIN_RELSIM, Job.Kind.EMBED)
+    return Job.objects.filter(kind__in=kinds).order_by("-created_at", "-id")[:limit]
+
+
+def gpu_worker_missing() -> str:
+    """Why a gpu job would wait forever now, or "" when a live worker takes the gpu queue."""
+    if live_workers(Job.Queue.GPU):
+        return ""
+    return (
+        "No worker serves the gpu queue (none has reported in the last "
+        f"{settings.RELSIM_JOB_STALE_SECONDS} s), so the job would never start: "
+        "start one with `celery -A config worker -Q gpu`."
+    )
+
+
+# --- The training recipe ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The options a training form starts from, and where they come from."""
+
+    defaults: dict[str, Any]  # every TrainConfig option, the recipe's values overlaid
+    tiny: bool  # the configured VLM is the tiny demo model: TINY_RECIPE applies
+    vlm: str  # the configured VLM, as a person reads it
+
+
+def train_config_defaults() -> dict[str, Any]:
+    """TrainConfig's own defaults (the paper's recipe), one per option that has one."""
+    from ml.relsim import TrainConfig
+
+    found: dict[str, Any] = {}
+    for option in fields(TrainConfig):
+        if option.default is not MISSING:
+            found[option.name] = option.default
+        elif option.default_factory is not MISSING:
+            found[option.name] = option.default_factory()
+    return found
+
+
+def training_recipe() -> Recipe:
+    """What a training job will start from, the same way model_jobs.relsim_config decides it.
+    With no VLM configured that is the tiny demo model, named here without building it (a
+    job builds it the first time it needs it)."""
+    if settings.RELSIM_VLM_PATH.strip():
+        folder = vlm_path()
+        tiny = is_tiny_vlm(folder)
+    else:
+        folder, tiny = settings.DATA_DIR / "models" / TINY_VLM_FOLDER, True
+    defaults = train_config_defaults()
+    if tiny:
+        defaults.update(TINY_RECIPE)
+    return Recipe(defaults=defaults, tiny=tiny, vlm=str(folder))
+
+
+# --- What a training run would learn from -------------------------------------------------
+
+
+def approved_train_images() -> int:
+    """Captioned training images an export of the approved captions would hold now: each
+    image of a captioned train-split group (of at least MIN_GROUP_SIZE) and each single image
+    with an approved train caption, as captions.export counts its train lines."""
+    captioned = Caption.objects.filter(group=OuterRef("pk"), status=Caption.Status.APPROVED)
+    sizes = (
+        Group.objects.filter(Exists(captioned), split=Split.TRAIN)
+        .annotate(size=Count("members"))
+        .filter(size__gte=MIN_GROUP_SIZE)
+        .values_list("size", flat=True)
+    )
+    singles = (
+        Caption.objects.filter(
+            image__isnull=False, status=Caption.Status.APPROVED, split=Split.TRAIN
+        )
+        .values("image")
+        .distinct()
+        .count()
+    )
+    return sum(sizes) + singles
+
+
+def snapshot_exports(limit: int = 20) -> QuerySet[Job]:
+    """Succeeded exports, newest first: the snapshots a training run may learn from."""
+    return Job.objects.filter(kind=Job.Kind.EXPORT_DATASET, status=Job.Status.SUCCEEDED).order_by(
+        "-created_at", "-id"
+    )[:limit]
+
+
+def snapshot_train_images(export_job: Job) -> int:
+    """Captioned training images in an export's zip. Read from the zip itself: unpacking a
+    large snapshot is the job's work, not a form's. JobInputError when it cannot be read."""
+    path = snapshot_zip(export_job)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if TRAIN_FILE not in archive.namelist():
+                return 0
+            with archive.open(TRAIN_FILE) as handle:
+                return sum(1 for line in handle if line.strip())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise JobInputError(f"{path.name} is not a readable export: {exc}") from None
+
+
+# --- Checkpoint folders -------------------------------------------------------------------
+
+
+class NotARelsimCheckpoint(ValueError):
+    """The folder is not a relsim checkpoint; the message says what it is instead."""
+
+
+# Files that mark the other checkpoint kinds this project writes (ml.baselines.tuned and
+# ml.captioning); named here so a wrong folder gets a message that says what it is.
+_OTHER_KINDS = {
+    "tuned_config.json": "a tuned baseline (CLIP or DINO) checkpoint",
+    "captioner_config.json": "an anonymous captioner checkpoint",
+    "interest_filter_config.json": "an interest filter checkpoint",
+}
+_ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+_PROCESSOR_FILES = ("tokenizer_config.json", "preprocessor_config.json")
+
+
+def relsim_checkpoint(folder: Path) -> CheckpointInfo:
+    """What a relsim checkpoint folder (the released layout, ours or the release's) holds,
+    read without loading any weights. NotARelsimCheckpoint says why a folder is not one."""
+    from ml.relsim.checkpoint import (
+        ADAPTER_CONFIG_FILE,
+        FULL_BACKBONE_DIR,
+        PROJECTION_FILE,
+        read_checkpoint_info,
+    )
+
+    if not folder.is_dir():
+        raise NotARelsimCheckpoint(f"{folder} is not a folder; choose the checkpoint folder.")
+    for marker, kind in _OTHER_KINDS.items():
+        if (folder / marker).is_file():
+            raise NotARelsimCheckpoint(f"{folder} is {kind}, not a relsim model.")
+    if not (folder / PROJECTION_FILE).is_file():
+        from ml.train.run_state import list_checkpoints
+
+        runs = list_checkpoints(folder)
+        if runs:
+            newest = ", ".join(path.name for _, path in runs[-3:])
+            raise NotARelsimCheckpoint(
+                f"{folder} is a training run, not a checkpoint; choose one of its checkpoint "
+                f"folders ({newest})."
+            )
+        raise NotARelsimCheckpoint(
+            f"{folder} is not a relsim model: it has no {PROJECTION_FILE} (a relsim checkpoint "
+            f"holds a PEFT adapter, the processor files and {PROJECTION_FILE})."
+        )
+    try:
+        info = read_checkpoint_info(folder)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, pickle.UnpicklingError) as exc:
+        raise NotARelsimCheckpoint(
+            f"{folder} is not a readable relsim checkpoint ({type(exc).__name__}: {exc})."
+        ) from None
+    missing: list[str] = []
+    if info.config.finetune == "full":
+        if not (folder / FULL_BACKBONE_DIR).is_dir():
+            missing.append(f"{FULL_BACKBONE_DIR}/")
+    else:
+        if not (folder / ADAPTER_CONFIG_FILE).is_file():
+            missing.append(ADAPTER_CONFIG_FILE)
+        if not any((folder / name).is_file() for name in _ADAPTER_WEIGHTS):
+            missing.append(_ADAPTER_WEIGHTS[0])
+    missing += [name for name in _PROCESSOR_FILES if not (folder / name).is_file()]
+    if missing:
+        raise NotARelsimCheckpoint(
+            f"{folder} is an incomplete relsim checkpoint: {', '.join(missing)} missing."
+        )
+    return info
