@@ -148,6 +148,13 @@ RELSIM_THUMBNAIL_PX = env_int("RELSIM_THUMBNAIL_PX", 256, minimum=32)
 RELSIM_POOL_PAGE_SIZE = env_int("RELSIM_POOL_PAGE_SIZE", 48, minimum=1)
 RELSIM_LABELS_PER_IMAGE = env_int("RELSIM_LABELS_PER_IMAGE", 1, minimum=1)
 RELSIM_LEASE_SECONDS = env_int("RELSIM_LEASE_SECONDS", 600, minimum=10)
+# Which unlabelled image the labelling queue serves next: the oldest, or (active learning) the
+# one the active interest filter is least sure of, its score nearest 0.5.
+RELSIM_LABEL_ORDER = env_str("RELSIM_LABEL_ORDER", "oldest").strip().lower()
+if RELSIM_LABEL_ORDER not in {"oldest", "uncertain"}:
+    raise ImproperlyConfigured(
+        f"RELSIM_LABEL_ORDER must be 'oldest' or 'uncertain', not {RELSIM_LABEL_ORDER!r}"
+    )
 RELSIM_PRESENCE_SECONDS = env_int("RELSIM_PRESENCE_SECONDS", 30, minimum=5)
 RELSIM_ALLOW_SELF_APPROVAL = env_bool("RELSIM_ALLOW_SELF_APPROVAL", False)
 # A reviewer may approve their own edit of someone else's text up to this many changed words.
