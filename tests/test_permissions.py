@@ -25,7 +25,7 @@ from core.roles import assign_role
 from curation.intake import normalise_image
 from curation.models import Image
 from curation.services import group_create, image_store
-from training.models import Job
+from training.models import Job, TrainedModel
 
 pytestmark = pytest.mark.both_databases
 
@@ -59,7 +59,7 @@ class Rule:
 
 # route -> example URL, answers to GET, answers to POST, POST body.
 # Placeholders: {image} {other_image} {group} {caption} {job} {failed_job} {running_job}
-# {media} {order}.
+# {media} {order} {model}.
 # fmt: off
 RULES: dict[str, Rule] = {
     "": Rule("/", SIGNED_IN, SIGNED_IN),
@@ -124,9 +124,38 @@ RULES: dict[str, Rule] = {
     # No file or path here, so an admin's POST gets the form back with its errors.
     "imports/": Rule("/imports/", ADMIN, ADMIN),
     "jobs/<int:job_id>/": Rule("/jobs/{job}/", ADMIN, NOT_ALLOWED),
+    "jobs/": Rule("/jobs/", ADMIN, NOT_ALLOWED),
+    # Without ?a=&b= the comparison page offers a form to pick the two jobs.
+    "jobs/compare/": Rule("/jobs/compare/", ADMIN, NOT_ALLOWED),
+    "jobs/<int:job_id>/metrics.json": Rule("/jobs/{job}/metrics.json", ADMIN, NOT_ALLOWED),
     "jobs/<int:job_id>/retry/": Rule("/jobs/{failed_job}/retry/", NOT_ALLOWED, ADMIN_ACT),
     "jobs/<int:job_id>/cancel/": Rule("/jobs/{running_job}/cancel/", NOT_ALLOWED, ADMIN_ACT),
     "exports/<int:job_id>/download/": Rule("/exports/{job}/download/", ADMIN, NOT_ALLOWED),
+    # models: admins only
+    "models/": Rule("/models/", ADMIN, NOT_ALLOWED),
+    # No path here, so an admin's POST gets the models page back with the form's errors.
+    "models/import/": Rule("/models/import/", NOT_ALLOWED, ADMIN),
+    # No worker takes the gpu queue here, so an admin's POST gets the form back saying so.
+    "models/train-relsim/": Rule("/models/train-relsim/", ADMIN, ADMIN),
+    # Same for the filter job's form.
+    "models/filter/": Rule("/models/filter/", ADMIN, ADMIN),
+    # {model} is a relsim model: an admin is sent back to the filter page saying so.
+    "models/filter/<int:model_id>/activate/": Rule(
+        "/models/filter/{model}/activate/", NOT_ALLOWED, ADMIN_ACT),
+    # Same for the captioner's forms (a POST without "form" is the training form).
+    "models/captioner/": Rule("/models/captioner/", ADMIN, ADMIN),
+    # {model} is a relsim model: an admin is sent back to the captioner page saying so.
+    "models/captioner/<int:model_id>/activate/": Rule(
+        "/models/captioner/{model}/activate/", NOT_ALLOWED, ADMIN_ACT),
+    "models/<int:model_id>/activate/": Rule(
+        "/models/{model}/activate/", NOT_ALLOWED, ADMIN_ACT),
+    # Refused (the folder is missing) or started, an admin is sent on: a redirect either way.
+    "models/<int:model_id>/embed/": Rule("/models/{model}/embed/", NOT_ALLOWED, ADMIN_ACT),
+    # search: a POST without a file gets the page back with the form's error (400).
+    "search/": Rule("/search/", ANNOTATE, (LOGIN, 400, 400, 400)),
+    # Without ?a=&b= (GET) or a JSON body (POST) the API answers a 400 JSON error.
+    "api/relsim-score/": Rule(
+        "/api/relsim-score/", (LOGIN, 400, 400, 400), (LOGIN, 400, 400, 400)),
 }
 # fmt: on
 # Pages anyone may see without signing in.
@@ -162,7 +191,7 @@ def test_each_rule_example_reaches_its_own_pattern() -> None:
         "1",
     )
     wrong = {
-        route: resolve(rule.url.format(**dummy, media="images/x.png")).route
+        route: resolve(rule.url.format(**dummy, media="images/x.png", model="1")).route
         for route, rule in RULES.items()
     }
     assert {route: got for route, got in wrong.items() if got != route} == {}
@@ -199,7 +228,17 @@ def world(db: Any, django_user_model: Any, png_factory: Any, data_dir: Path) -> 
     jobs["job"] = Job.objects.create(
         kind=Job.Kind.EXPORT_DATASET, status=Job.Status.SUCCEEDED, artifacts={"path": str(archive)}
     )
-    return {"users": users, "images": images, "group": group, "caption": caption, **jobs}
+    model = TrainedModel.objects.create(
+        kind=TrainedModel.Kind.RELSIM, name="m", folder=str(data_dir / "models" / "m")
+    )
+    return {
+        "users": users,
+        "images": images,
+        "group": group,
+        "caption": caption,
+        "model": model,
+        **jobs,
+    }
 
 
 def _values(world: dict[str, Any]) -> dict[str, str]:
@@ -212,6 +251,7 @@ def _values(world: dict[str, Any]) -> dict[str, str]:
         "job": str(world["job"].pk),
         "failed_job": str(world["failed_job"].pk),
         "running_job": str(world["running_job"].pk),
+        "model": str(world["model"].pk),
         "media": first.file.name,
         "order": f"{second.pk},{first.pk}",
     }

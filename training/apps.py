@@ -9,4 +9,4 @@ class TrainingConfig(AppConfig):
 
     def ready(self) -> None:
         # Runner modules register themselves by kind.
-        from training import dataset_jobs, model_jobs  # noqa: F401
+        from training import caption_jobs, dataset_jobs, filter_jobs, model_jobs  # noqa: F401

@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 
+from core.errors import JobCancelled
 from training import services
 from training.models import JobMetric
 from training.reporting import JobReporter
@@ -182,8 +184,15 @@ class ChildJob:
             by_step: dict[int, JobMetric] = {}
             for line in metrics_tail.lines():
                 with contextlib.suppress(ValueError, KeyError, TypeError):
-                    values = json.loads(line)
-                    step = int(values["step"])
+                    # A diverging run logs NaN or inf, which JSON columns refuse: kept as null.
+                    raw = json.loads(line)
+                    step = int(raw["step"])
+                    values = {
+                        key: None
+                        if isinstance(value, float) and not math.isfinite(value)
+                        else value
+                        for key, value in raw.items()
+                    }
                     by_step[step] = JobMetric(job_id=self.job_id, step=step, values=values)
             records = list(by_step.values())
             if records:
@@ -195,6 +204,36 @@ class ChildJob:
                         unique_fields=["job", "step"],
                         update_fields=["values"],
                     )
+
+
+def gpu_env() -> dict[str, str]:
+    """The worker's GPUs for its jobs' processes (RELSIM_GPU_DEVICES), if it names any."""
+    devices = settings.RELSIM_GPU_DEVICES.strip()
+    return {"CUDA_VISIBLE_DEVICES": devices} if devices else {}
+
+
+def run_job_child(
+    job_id: int,
+    reporter: JobReporter,
+    command: list[str],
+    *,
+    log_path: Path,
+    metrics: Path | None = None,
+    after: Callable[[], None] | None = None,
+) -> ChildOutcome:
+    """Run one child for a job; `after()` runs whatever way it ended (a stopped scorer's
+    scores are kept), then a cancel or a failure ends the job."""
+    outcome = ChildJob(
+        job_id, command, reporter=reporter, log_path=log_path, metrics_path=metrics, env=gpu_env()
+    ).run()
+    if after is not None:
+        after()
+    if outcome.cancelled:
+        raise JobCancelled("stopped at the user's request")
+    if outcome.returncode != 0:
+        tail = "\n".join(outcome.last_lines[-5:])
+        raise RuntimeError(f"the child process exited with {outcome.returncode}: {tail}")
+    return outcome
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

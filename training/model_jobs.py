@@ -15,9 +15,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from captions.export import ExportError, ExportOptions, dataset_export
-from core.errors import JobCancelled, JobInputError
+from core.errors import JobInputError
 from curation.models import Image
-from training.child_process import ChildJob, ChildOutcome, module_command
+from training import services
+from training.child_process import ChildOutcome, module_command, run_job_child
 from training.model_paths import is_tiny_vlm, text_encoder_path, vlm_path
 from training.models import EmbeddingIndex, Job, JobMetric, TrainedModel
 from training.reporting import JobReporter
@@ -35,7 +36,8 @@ TINY_RECIPE: dict[str, Any] = {
     "batch_size": 16,
     "lr": 5e-4,
     "warmup_steps": 10,
-    "epochs": 3,
+    # A demo set holds a few dozen training images: many short epochs.
+    "epochs": 30,
     "save_every": 50,
     "log_every": 5,
 }
@@ -117,38 +119,26 @@ def _snapshot(job: Job, reporter: JobReporter) -> Path:
 def _run_child(
     job: Job, reporter: JobReporter, command: list[str], metrics: Path | None
 ) -> ChildOutcome:
-    outcome = ChildJob(
-        job.pk,
-        command,
-        reporter=reporter,
-        log_path=job_dir(job) / "job.log",
-        metrics_path=metrics,
-        env=_gpu_env(),
-    ).run()
-    if outcome.cancelled:
-        raise JobCancelled("stopped at the user's request")
-    if outcome.returncode != 0:
-        tail = "\n".join(outcome.last_lines[-5:])
-        raise RuntimeError(f"the child process exited with {outcome.returncode}: {tail}")
-    return outcome
-
-
-def _gpu_env() -> dict[str, str]:
-    devices = settings.RELSIM_GPU_DEVICES.strip()
-    return {"CUDA_VISIBLE_DEVICES": devices} if devices else {}
+    log = job_dir(job) / "job.log"
+    return run_job_child(job.pk, reporter, command, log_path=log, metrics=metrics)
 
 
 @runner(Job.Kind.TRAIN_RELSIM)
 def run_train_relsim(job: Job, reporter: JobReporter) -> dict[str, Any]:
+    reporter.progress(0, 0, "preparing the data snapshot")
     zip_path = _snapshot(job, reporter)
     data_dir = unpacked(zip_path)
+    config = relsim_config(job, data_dir)
     images = train_records(data_dir)
-    if images < MIN_TRAIN_IMAGES:
+    if config.get("synthetic_train_images"):
+        source = f"{config['synthetic_train_images']} freshly drawn synthetic images"
+    elif images < MIN_TRAIN_IMAGES:
         raise JobInputError(
             f"the snapshot {zip_path.name} holds {images} captioned training image(s); "
             f"relsim needs at least {MIN_TRAIN_IMAGES} (approve captions of train-split groups)"
         )
-    config = relsim_config(job, data_dir)
+    else:
+        source = f"{images} captioned images of {zip_path.name}"
     folder = job_dir(job)
     folder.mkdir(parents=True, exist_ok=True)
     config_path = folder / "train_config.json"
@@ -163,6 +153,7 @@ def run_train_relsim(job: Job, reporter: JobReporter) -> dict[str, Any]:
     JobMetric.objects.filter(job=job, step__gt=resumed_step).delete()
     processes = max(1, int(job.params.get("gpus", 1) or 1))
     command = module_command("ml.relsim.train", ["--config", str(config_path)], processes=processes)
+    reporter.log(f"training on {source}")
     outcome = _run_child(job, reporter, command, run_dir / METRICS_FILE)
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
@@ -179,9 +170,18 @@ def run_train_relsim(job: Job, reporter: JobReporter) -> dict[str, Any]:
         metrics={"step": last.step, **last.values} if last else {},
         created_by=job.created_by,
     )
+    artifacts: dict[str, Any] = {}
     if job.params.get("activate", True):
         model_activate(model=model)
+        if job.params.get("build_index", True):
+            # The new active model answers "find similar" once its index is built.
+            index_job = services.job_create(
+                kind=Job.Kind.EMBED, params={"model": model.pk}, user=job.created_by
+            )
+            artifacts["index_job_id"] = index_job.pk
+            reporter.log(f"queued job #{index_job.pk} to build the model's index")
     return {
+        **artifacts,
         "model_id": model.pk,
         "checkpoint": str(checkpoint),
         "snapshot": str(zip_path),
@@ -206,7 +206,7 @@ def _index_model(job: Job) -> TrainedModel:
         models.filter(pk=model_id).first() if model_id else models.filter(is_active=True).first()
     )
     if model is None:
-        wanted = f"relsim model #{model_id}" if model_id else "an active relsim model"
+        wanted = f"relsim model #{model_id}" if model_id else "active relsim model"
         raise JobInputError(f"there is no {wanted} to embed with")
     if not Path(model.folder).is_dir():
         raise JobInputError(f"the model's folder {model.folder} is missing")
@@ -215,37 +215,100 @@ def _index_model(job: Job) -> TrainedModel:
 
 @runner(Job.Kind.EMBED)
 def run_embed(job: Job, reporter: JobReporter) -> dict[str, Any]:
+    """Embed the pool with a relsim model. With an earlier index of the same model (and no
+    `full`), only images new since then are embedded and removed ones are dropped."""
     model = _index_model(job)
-    rows = list(Image.objects.order_by("id").values_list("id", "file"))
-    if not rows:
+    pool = dict(Image.objects.order_by("id").values_list("id", "file"))
+    if not pool:
         raise JobInputError("the pool holds no images to embed")
+    previous = None if job.params.get("full") else _previous_index(model)
+    kept_ids: list[str] = []
+    kept_rows: Any = None
+    if previous is not None:
+        from ml.search import load_index
+
+        old = load_index(Path(previous.folder))
+        keep = [row for row, item in enumerate(old.ids) if int(item) in pool]
+        kept_ids = [old.ids[row] for row in keep]
+        kept_rows = old.vectors(keep) if keep else None
+    known = {int(item) for item in kept_ids}
+    todo = [(pk, name) for pk, name in pool.items() if pk not in known]
     folder = job_dir(job)
     folder.mkdir(parents=True, exist_ok=True)
-    items = folder / "items.jsonl"
+    added_ids: list[str] = []
+    added_rows: Any = None
+    if todo:
+        added_ids, added_rows = _embed_in_child(job, reporter, model, todo, folder)
+    reporter.log(
+        f"{len(added_ids)} image(s) embedded, {len(kept_ids)} kept from index "
+        f"#{previous.pk if previous else '-'}, "
+        f"{(previous.count - len(kept_ids)) if previous else 0} dropped"
+    )
+    return _write_index(job, model, kept_ids, kept_rows, added_ids, added_rows)
+
+
+def _previous_index(model: TrainedModel) -> EmbeddingIndex | None:
+    index = model.indexes.order_by("-created_at", "-id").first()
+    return index if index is not None and Path(index.folder).is_dir() else None
+
+
+def _embed_in_child(
+    job: Job,
+    reporter: JobReporter,
+    model: TrainedModel,
+    todo: list[tuple[int, str]],
+    folder: Path,
+) -> tuple[list[str], Any]:
     media = Path(settings.MEDIA_ROOT)
+    items = folder / "items.jsonl"
     items.write_text(
-        "".join(json.dumps({"id": str(pk), "path": str(media / name)}) + "\n" for pk, name in rows)
+        "".join(json.dumps({"id": str(pk), "path": str(media / name)}) + "\n" for pk, name in todo)
     )
     scratch = folder / "index.partial"
     shutil.rmtree(scratch, ignore_errors=True)
     args = ["--checkpoint", model.folder, "--items", str(items), "--out", str(scratch)]
     args += ["--batch-size", str(int(job.params.get("batch_size", 16) or 16))]
-    outcome = _run_child(job, reporter, module_command("ml.search.embed", args), None)
+    _run_child(job, reporter, module_command("ml.search.embed", args), None)
     from ml.search import load_index
 
+    added = load_index(scratch)
+    rows = added.vectors(list(range(added.n)))
+    ids = list(added.ids)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return ids, rows
+
+
+def _write_index(
+    job: Job,
+    model: TrainedModel,
+    kept_ids: list[str],
+    kept_rows: Any,
+    added_ids: list[str],
+    added_rows: Any,
+) -> dict[str, Any]:
+    import numpy as np
+
+    from ml.search import write_index
+
+    parts = [rows for rows in (kept_rows, added_rows) if rows is not None]
+    ids = kept_ids + added_ids
+    order = sorted(range(len(ids)), key=lambda row: int(ids[row]))
+    matrix = np.concatenate(parts)[order]
+    ids = [ids[row] for row in order]
     target = settings.DATA_DIR / "indexes" / f"relsim-{model.pk}-job{job.pk}"
-    target.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(target, ignore_errors=True)
-    scratch.rename(target)
-    index = load_index(target, in_memory=False)
+    meta = {"embedder": "relsim", "checkpoint": model.folder, "model_id": model.pk}
+    write_index(target, ids, matrix, meta)
     record = EmbeddingIndex.objects.create(
-        model=model, folder=str(target), count=index.n, dim=index.dim, job=job
+        model=model, folder=str(target), count=len(ids), dim=int(matrix.shape[1]), job=job
     )
     return {
         "index_id": record.pk,
         "model_id": model.pk,
-        "count": index.n,
-        "dim": index.dim,
-        "log": str(outcome.log_path),
+        "count": len(ids),
+        "dim": int(matrix.shape[1]),
+        "embedded": len(added_ids),
+        "kept": len(kept_ids),
+        "log": str(job_dir(job) / "job.log"),
         "finished": timezone.now().isoformat(),
     }

@@ -14,6 +14,7 @@ class Job(models.Model):
         EXPORT_DATASET = "export_dataset", "export data set"
         FILTER = "filter", "filter images"
         CAPTION = "caption", "draft captions"
+        TRAIN_CAPTIONER = "train_captioner", "train captioner"
         TRAIN_RELSIM = "train_relsim", "train relsim"
         EMBED = "embed", "embed images"
         EVALUATE = "evaluate", "evaluate"
@@ -179,3 +180,26 @@ class EmbeddingIndex(models.Model):
     @property
     def source_name(self) -> str:
         return self.model.name if self.model is not None else self.baseline
+
+
+class FilterScore(models.Model):
+    """An interest filter's score of one pool image: P("Yes"), kept per model so that a
+    newly activated filter brings its own scores to the pool (Image.filter_score)."""
+
+    image = models.ForeignKey(
+        "curation.Image", on_delete=models.CASCADE, related_name="filter_scores"
+    )
+    model = models.ForeignKey(TrainedModel, on_delete=models.CASCADE, related_name="filter_scores")
+    score = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["image", "model"], name="one_filter_score_per_image_and_model"
+            ),
+        ]
+        # The histogram and the keep-rate threshold read one model's scores in order.
+        indexes = [models.Index(fields=["model", "score"], name="filter_score_by_model")]
+
+    def __str__(self) -> str:
+        return f"{self.score:.3f} for image #{self.image_id} by model #{self.model_id}"

@@ -18,7 +18,13 @@ from training.models import Job, WorkerBeat
 log = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 200
-GPU_KINDS = {Job.Kind.FILTER, Job.Kind.CAPTION, Job.Kind.TRAIN_RELSIM, Job.Kind.EMBED}
+GPU_KINDS = {
+    Job.Kind.FILTER,
+    Job.Kind.CAPTION,
+    Job.Kind.TRAIN_CAPTIONER,
+    Job.Kind.TRAIN_RELSIM,
+    Job.Kind.EMBED,
+}
 
 
 def job_create(*, kind: str, params: dict[str, Any], user: User | None = None) -> Job:

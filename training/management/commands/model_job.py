@@ -1,5 +1,6 @@
-"""manage.py model_job KIND [options]: start a model job (train_relsim, embed) from a terminal
-and follow it with a progress bar, on the workers or (--here) in this process."""
+"""manage.py model_job KIND [options]: start a model job (train_relsim, embed, train_captioner,
+caption) from a terminal and follow it with a progress bar, on the workers or (--here) in this
+process."""
 
 from __future__ import annotations
 
@@ -19,7 +20,12 @@ from training.execution import execute_job
 from training.model_jobs import RESERVED_OPTIONS, relsim_option_names
 from training.models import Job
 
-KINDS = {"train_relsim": Job.Kind.TRAIN_RELSIM, "embed": Job.Kind.EMBED}
+KINDS = {
+    "train_relsim": Job.Kind.TRAIN_RELSIM,
+    "embed": Job.Kind.EMBED,
+    "train_captioner": Job.Kind.TRAIN_CAPTIONER,
+    "caption": Job.Kind.CAPTION,
+}
 POLL_S = 0.5
 
 
@@ -35,8 +41,34 @@ def parse_option(text: str) -> tuple[str, Any]:
     return name.strip(), value
 
 
+def _caption_params(options: dict[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = {"target": options["target"]}
+    for name in ("limit", "threshold", "model"):
+        if options[name] is not None:
+            params[name] = options[name]
+    return params
+
+
+def _captioner_params(options: dict[str, Any]) -> dict[str, Any]:
+    from training.caption_jobs import RESERVED_CAPTIONER_OPTIONS, captioner_option_names
+
+    config = dict(parse_option(text) for text in options["set"])
+    reserved = sorted(set(config) & RESERVED_CAPTIONER_OPTIONS)
+    if reserved:
+        raise CommandError(f"Set by the job, not by hand: {', '.join(reserved)}")
+    unknown = sorted(set(config) - captioner_option_names())
+    if unknown:
+        raise CommandError(f"Unknown captioner training options: {', '.join(unknown)}")
+    params: dict[str, Any] = {"config": config, "gpus": max(1, options["gpus"])}
+    if options["name"]:
+        params["name"] = options["name"]
+    if options["snapshot_job"]:
+        params["snapshot_job"] = options["snapshot_job"]
+    return params
+
+
 class Command(BaseCommand):
-    help = "Start a model job and follow it: train_relsim or embed."
+    help = "Start a model job and follow it: train_relsim, embed, train_captioner or caption."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("kind", choices=sorted(KINDS))
@@ -52,7 +84,14 @@ class Command(BaseCommand):
             "--snapshot-job", type=int, help="Train on this export job's zip (default: new)."
         )
         parser.add_argument("--gpus", type=int, default=1, help="GPUs (accelerate launch).")
-        parser.add_argument("--model", type=int, help="embed: the relsim model (default: active).")
+        parser.add_argument(
+            "--model", type=int, help="embed, caption: the model to use (default: the active one)."
+        )
+        parser.add_argument(
+            "--target", choices=["groups", "images"], default="groups", help="caption: what for."
+        )
+        parser.add_argument("--limit", type=int, help="caption: at most this many drafts.")
+        parser.add_argument("--threshold", type=float, help="caption images: least filter score.")
         parser.add_argument(
             "--here", action="store_true", help="Run in this process instead of on a worker."
         )
@@ -65,8 +104,7 @@ class Command(BaseCommand):
         user = acting_user(options, "training.add_job")
         if options["here"]:
             job = Job.objects.create(kind=kind, params=params, queue=Job.Queue.GPU, created_by=user)
-            runner = threading.Thread(target=execute_job, args=(job.pk,), daemon=True)
-            runner.start()
+            self._run_here(job)
         else:
             job = services.job_create(kind=kind, params=params, user=user)
             if job.status == Job.Status.FAILED:
@@ -74,13 +112,13 @@ class Command(BaseCommand):
             if options["no_wait"]:
                 self.stdout.write(f"Job #{job.pk} queued on the {job.queue} queue.")
                 return
-        self.stderr.write(f"Job #{job.pk} ({job.get_kind_display()}); Ctrl-C asks it to stop.")
-        try:
-            self._follow(job)
-        except KeyboardInterrupt:
-            services.job_cancel(job=job)
-            self.stderr.write("Asked the job to stop; waiting for it to save and end.")
-            self._follow(job)
+            self.stderr.write(f"Job #{job.pk} ({job.get_kind_display()}); Ctrl-C asks it to stop.")
+            try:
+                self._follow(job)
+            except KeyboardInterrupt:
+                services.job_cancel(job=job)
+                self.stderr.write("Asked the job to stop; waiting for it to save and end.")
+                self._follow(job)
         job.refresh_from_db()
         self.stdout.write(f"Job #{job.pk}: {job.status} {job.progress_message}")
         if job.artifacts:
@@ -88,9 +126,29 @@ class Command(BaseCommand):
         if job.status != Job.Status.SUCCEEDED:
             raise CommandError(job.error or f"the job ended {job.status}")
 
+    def _run_here(self, job: Job) -> None:
+        """Run the job in this thread; on a terminal a second thread draws its progress bar
+        from the job row. Ctrl-C stops the job's process group and marks the job cancelled."""
+        self.stderr.write(f"Job #{job.pk} ({job.get_kind_display()}) runs here.")
+        if not sys.stderr.isatty():
+            execute_job(job.pk, worker="manage.py model_job")
+            return
+        watcher = threading.Thread(target=self._follow, args=(job,), daemon=True)
+        watcher.start()
+        try:
+            execute_job(job.pk, worker="manage.py model_job")
+        except KeyboardInterrupt:
+            services.job_mark_cancelled(job_id=job.pk, message="interrupted at the terminal")
+            raise CommandError("interrupted") from None
+        watcher.join(timeout=5)
+
     def _params(self, kind: str, options: dict[str, Any]) -> dict[str, Any]:
         if kind == Job.Kind.EMBED:
             return {"model": options["model"]} if options["model"] else {}
+        if kind == Job.Kind.CAPTION:
+            return _caption_params(options)
+        if kind == Job.Kind.TRAIN_CAPTIONER:
+            return _captioner_params(options)
         config = dict(parse_option(text) for text in options["set"])
         unknown = sorted(set(config) - relsim_option_names())
         if unknown:
