@@ -12,7 +12,7 @@ process, so settings and in-process caches never leak from one size to the next.
 
 Times are measured around Django's test client (middleware, view, SQL, template), with
 DEBUG off, after a few warm-up requests. A page is flagged when its query count differs
-between the small and the large pool, or when its p95 reaches the target.
+between the small and the large pool, or when its p95 is over the target.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/relsim_bench"
 DEFAULT_OUT = ROOT / "var" / "bench" / "curation_pages.json"
 SMALL = 1_000
-TARGET_P95_MS = 150.0
+TARGET_P95_MS = 119.0
 SLOWEST_KEPT = 3
 
 
@@ -136,8 +136,8 @@ def _flags(small: dict[str, Any] | None, large: dict[str, Any]) -> list[str]:
     flags = []
     if small is not None and small["queries"] != large["queries"]:
         flags.append("queries grow")
-    if large["p95_ms"] >= TARGET_P95_MS:
-        flags.append(f"p95 >= {TARGET_P95_MS:.0f} ms")
+    if large["p95_ms"] > TARGET_P95_MS:
+        flags.append(f"p95 > {TARGET_P95_MS:.0f} ms")
     return flags
 
 
@@ -216,7 +216,7 @@ def _parent(args: argparse.Namespace) -> None:
     rows = _table(small, large)
     print(
         f"\nQuery counts at {small['images']:,} and {large['images']:,} images; times at "
-        f"{large['images']:,} (target p95 < {TARGET_P95_MS:.0f} ms)\n"
+        f"{large['images']:,} (target p95 <= {TARGET_P95_MS:.0f} ms)\n"
     )
     _print_table(rows, small["images"], large["images"])
     print(
@@ -255,7 +255,7 @@ def _parent(args: argparse.Namespace) -> None:
 @dataclass(frozen=True)
 class Page:
     name: str
-    role: str  # "annotator" or "reviewer"
+    role: str  # "annotator", "reviewer" or "admin"
     url: str
     before_each: Callable[[], None] | None = None
 
@@ -325,7 +325,7 @@ def _measure(page: Page, client: Any, requests: int, warmups: int, explain: bool
         "python_cpu_p50_ms": _percentile(cpu_times, 0.5),
         "slowest_sql": [{"ms": float(q["time"]) * 1000, "sql": q["sql"]} for q in slowest],
     }
-    if explain and figures["p95_ms"] >= TARGET_P95_MS:
+    if explain and figures["p95_ms"] > TARGET_P95_MS:
         figures["plans"] = [_explain(q["sql"]) for q in slowest]
     return figures
 
@@ -383,6 +383,9 @@ def _pages(seeded: Any) -> list[Page]:
         Page("caption editor (group)", "annotator", f"/groups/{group}/caption/"),
         Page("label agreement (kappa, disagreements)", "annotator", "/label/agreement/"),
         Page("captions returned to me", "annotator", "/captions/returned/"),
+        # What an admin reads after an import: the report of a full-size run, and the list.
+        Page("import report (job page)", "admin", f"/jobs/{seeded.import_job_id}/"),
+        Page("imports (20 recent, with reports)", "admin", "/imports/"),
     ]
 
 
@@ -405,9 +408,10 @@ def _child(args: argparse.Namespace) -> None:
     print(f"  seeded {size:,} images in {seeded.seconds:.1f} s", flush=True)
 
     users = get_user_model().objects
-    clients = {"annotator": Client(), "reviewer": Client()}
+    clients = {"annotator": Client(), "reviewer": Client(), "admin": Client()}
     clients["annotator"].force_login(users.get(pk=seeded.annotator_ids[0]))
     clients["reviewer"].force_login(users.get(pk=seeded.reviewer_id))
+    clients["admin"].force_login(users.get(pk=seeded.admin_id))
 
     pages = {}
     for page in _pages(seeded):

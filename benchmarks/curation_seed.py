@@ -1,5 +1,6 @@
 """Seed a large, realistic curation pool fast (bulk inserts, no image files) for the page
-benchmark: images with hash bands, interest labels, groups, captions and review drafts."""
+benchmark: images with hash bands, interest labels, groups, captions, review drafts, and a
+page of finished import jobs with full-size reports."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from django.db.models import Model
 from django.utils import timezone
 
 from captions.models import Caption, CaptionRevision
-from core.roles import ANNOTATOR, REVIEWER, assign_role
+from core.reports import ImportReport
+from core.roles import ADMIN, ANNOTATOR, REVIEWER, assign_role
 from curation.models import (
     Group,
     GroupMember,
@@ -28,6 +30,7 @@ from curation.models import (
     Split,
 )
 from curation.near_duplicates import band_rows
+from training.models import Job
 
 BATCH = 5_000
 ANNOTATORS = 4
@@ -39,6 +42,25 @@ DOUBLE_LABELLED = 0.10
 SCORED = 0.10
 APPROVED_GROUPS = 0.8
 SHOWCASE_MEMBERS = 6
+# A page of recent imports (the import page lists 20), each report the size of a real run's:
+# the same at every pool size, so the job pages' figures compare across sizes.
+IMPORT_JOBS = 20
+REPORT_ACCEPTED = 2_000
+REPORT_DUPLICATES = 200
+REPORT_REJECTED = 100
+REPORT_NORMALISED = 50
+_REJECT_REASONS = [
+    "not an image: the bytes match no supported format",
+    "the image is 12000x9000 pixels; at most 80,000,000 pixels are accepted",
+    "could not be read: truncated file",
+    "the file is 61 MB; at most 50 MB is accepted",
+]
+_NORMALISE_NOTES = [
+    ["EXIF orientation applied"],
+    ["RGBA converted to RGB"],
+    ["animated: first frame kept", "palette converted"],
+    ["16-bit reduced to 8-bit", "grayscale converted to RGB"],
+]
 
 _CAPTIONS = [
     "A {Object} placed inside a larger {Object} of the same kind.",
@@ -59,10 +81,12 @@ class SeedResult:
     seconds: float = 0.0
     annotator_ids: list[int] = field(default_factory=list)
     reviewer_id: int = 0
+    admin_id: int = 0
     # Targets the benchmark opens: same shape at every pool size.
     showcase_group_id: int = 0
     showcase_image_id: int = 0
     oldest_draft_id: int = 0
+    import_job_id: int = 0
 
 
 def _hex(rng: random.Random, bits: int) -> str:
@@ -92,6 +116,11 @@ def _users(result: SeedResult) -> None:
     reviewer.save()
     assign_role(reviewer, REVIEWER)
     result.reviewer_id = reviewer.pk
+    admin = user_model.objects.create(username="bench-admin")
+    admin.set_unusable_password()
+    admin.save()
+    assign_role(admin, ADMIN)
+    result.admin_id = admin.pk
 
 
 def _images(n: int, rng: random.Random, result: SeedResult) -> None:
@@ -256,6 +285,43 @@ def _groups_and_captions(n: int, rng: random.Random, result: SeedResult) -> None
     result.showcase_group_id = 1
 
 
+def _import_report(n: int, rng: random.Random, job: int, batch_id: int) -> dict[str, Any]:
+    """A report as an image import writes it (core.reports.ImportReport)."""
+    report = ImportReport(accepted=REPORT_ACCEPTED, batch_id=batch_id)
+    for k in range(REPORT_DUPLICATES):
+        report.duplicate(f"upload-{job}/dup/IMG_{k:05d}.jpg", rng.randrange(1, n + 1))
+    for k in range(REPORT_REJECTED):
+        report.reject(f"upload-{job}/bad/file_{k:05d}.jpg", rng.choice(_REJECT_REASONS))
+    report.normalised = [
+        {"name": f"upload-{job}/IMG_{k:05d}.png", "notes": rng.choice(_NORMALISE_NOTES)}
+        for k in range(REPORT_NORMALISED)
+    ]
+    return report.as_dict()
+
+
+def _import_jobs(n: int, rng: random.Random, result: SeedResult) -> None:
+    batches = list(ImportBatch.objects.order_by("id").values_list("id", flat=True))
+    now = timezone.now()
+    jobs = [
+        Job(
+            kind=Job.Kind.IMPORT_IMAGES,
+            params={"path": f"/imports/upload-{job}"},
+            status=Job.Status.SUCCEEDED,
+            progress=1.0,
+            progress_message="done",
+            artifacts={"report": _import_report(n, rng, job, batches[job % len(batches)])},
+            attempts=1,
+            created_by_id=result.admin_id,
+            started_at=now,
+            finished_at=now,
+            heartbeat_at=now,
+        )
+        for job in range(IMPORT_JOBS)
+    ]
+    _insert(Job, jobs, result)
+    result.import_job_id = jobs[-1].pk  # the newest: first on the import page
+
+
 def _reset_sequences() -> None:
     """Rows were inserted with explicit ids; later inserts must not collide with them."""
     models = [Image, ImportBatch, Group, GroupMember, GroupNegative, Caption, CaptionRevision]
@@ -286,6 +352,7 @@ def seed_pool(n: int, *, seed: int = 0, progress: Progress = lambda _: None) -> 
         ("images and hash bands", lambda: _images(n, rng, result)),
         ("interest labels", lambda: _labels(n, rng, result)),
         ("groups and captions", lambda: _groups_and_captions(n, rng, result)),
+        ("import jobs", lambda: _import_jobs(n, rng, result)),
         ("sequences", _reset_sequences),
     ]
     with transaction.atomic():

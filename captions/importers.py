@@ -648,7 +648,8 @@ def interest_labels_import(
 
     An image not yet here is read from images/<image_hash>.png. An annotator with no account
     here gets an inactive one with no usable password, so the label keeps its author but
-    nobody can sign in as them until an admin activates the account and sets a password."""
+    nobody can sign in as them until an admin activates the account and sets a password.
+    The report names each account so made (users_created)."""
     batch = ImportBatch.objects.create(
         kind=ImportBatch.Kind.DATASET, source=str(file), created_by=user
     )
@@ -658,18 +659,24 @@ def interest_labels_import(
             raise JobCancelled(report.summary())
         name = f"{file.name} line {number}"
         try:
-            kind = _import_label_row(row, images_dir, batch, user)
+            kind, new_account = _import_label_row(row, images_dir, batch, user)
         except _RowError as exc:
             report.reject(name, str(exc))
         else:
             report.accepted += kind == _ACCEPTED
             report.duplicates += kind == _DUPLICATE
+            if new_account:
+                report.users_created.append(new_account)
     batch.report = report.as_dict()
     batch.save(update_fields=["report"])
     return report
 
 
-def _import_label_row(row: object, images_dir: Path, batch: ImportBatch, user: User | None) -> str:
+def _import_label_row(
+    row: object, images_dir: Path, batch: ImportBatch, user: User | None
+) -> tuple[str, str]:
+    """What became of the line (_ACCEPTED or _DUPLICATE), and the user name of the account
+    it created for its annotator ("" when the annotator had one)."""
     if not isinstance(row, dict):
         raise _RowError("not a JSON object")
     image_hash, username = row.get("image_hash"), row.get("annotator")
@@ -703,22 +710,24 @@ def _import_label_row(row: object, images_dir: Path, batch: ImportBatch, user: U
                 user=user,
             ).image
         annotator = User.objects.filter(username=username).first()
+        new_account = ""
         if annotator is None:
             annotator = User(username=username, is_active=False)
             annotator.set_unusable_password()
             annotator.save()
+            new_account = username
         label, created = InterestLabel.objects.get_or_create(
             image=image, annotator=annotator, defaults={"interesting": interesting}
         )
         if not created and label.updated_at >= when:
-            return _DUPLICATE  # The label here is as new or newer: it stays.
+            return _DUPLICATE, new_account  # The label here is as new or newer: it stays.
         # update() keeps the exported time, which save() would overwrite with now.
         InterestLabel.objects.filter(pk=label.pk).update(
             interesting=interesting,
             updated_at=when,
             **({"created_at": when} if created else {}),
         )
-    return _ACCEPTED
+    return _ACCEPTED, new_account
 
 
 def _merge(total: ImportReport, part: ImportReport, label: str) -> None:
@@ -733,3 +742,4 @@ def _merge(total: ImportReport, part: ImportReport, label: str) -> None:
         {"name": f"{label}: {r['name']}", "reason": r["reason"]} for r in part.rejected
     )
     total.normalised.extend(part.normalised)
+    total.users_created.extend(part.users_created)

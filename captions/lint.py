@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -44,8 +45,15 @@ class LintResult:
         return not self.findings
 
 
-def _leak_words() -> set[str]:
-    return {word.lower() for word in settings.RELSIM_LEAK_WORDS}
+def _leak_words() -> frozenset[str]:
+    # Read per call, so that a changed setting applies at once; lowered once per word list
+    # (the review queue lints a hundred captions a page).
+    return _lowered(tuple(settings.RELSIM_LEAK_WORDS))
+
+
+@functools.lru_cache(maxsize=8)
+def _lowered(words: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(word.lower() for word in words)
 
 
 def _leak_level() -> str:
@@ -56,10 +64,10 @@ def _leak_level() -> str:
     return str(level)
 
 
-def _stem(word: str) -> str:
+def _stem(word: str, leaks: frozenset[str]) -> str:
     lowered = word.lower()
     for suffix in ("es", "s"):
-        if lowered.endswith(suffix) and lowered[: -len(suffix)] in _leak_words():
+        if lowered.endswith(suffix) and lowered[: -len(suffix)] in leaks:
             return lowered[: -len(suffix)]
     return lowered
 
@@ -112,7 +120,7 @@ def lint_caption(text: str) -> LintResult:
                 result.segments.append(Segment(token, "bad-placeholder"))
             else:
                 result.segments.append(Segment(token, "placeholder"))
-        elif _stem(token) in leaks:
+        elif _stem(token, leaks) in leaks:
             result.findings.append(
                 Finding(
                     leak_level,

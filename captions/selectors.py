@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from captions.models import Caption, CaptionRevision, EditPresence
@@ -33,10 +35,52 @@ def review_queue() -> QuerySet[Caption]:
     )
 
 
-def review_queue_with_members() -> QuerySet[Caption]:
-    """The review queue with each group's members and their images, in two more queries."""
-    members = GroupMember.objects.select_related("image").order_by("position", "id")
-    return review_queue().prefetch_related(Prefetch("group__members", queryset=members))
+def review_queue_page() -> QuerySet[Caption]:
+    """The review queue with only what its page shows of each draft, group, image and author."""
+    return review_queue().only(
+        "text",
+        "source",
+        "model_name",
+        "prompt_version",
+        "group__title",
+        "image__thumbnail",
+        "author__username",
+    )
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """An image as a list shows it: its id and its thumbnail's URL ("" while it has none)."""
+
+    pk: int
+    url: str
+
+
+_THUMBNAILS = Image._meta.get_field("thumbnail")
+
+
+def thumbnail(image_id: int, name: str | None) -> Thumbnail:
+    """What `image.thumbnail.url` gives, from the stored name alone (no Image loaded)."""
+    return Thumbnail(image_id, _THUMBNAILS.storage.url(name) if name else "")
+
+
+def group_thumbnails(group_ids: Iterable[int], *, per_group: int) -> dict[int, list[Thumbnail]]:
+    """The first `per_group` members of each group, in order, in one query: a window ranks
+    the members so that a large group costs no more than a small one."""
+    place = Window(
+        RowNumber(), partition_by=F("group_id"), order_by=(F("position").asc(), F("id").asc())
+    )
+    first = (
+        GroupMember.objects.filter(group_id__in=list(group_ids))
+        .annotate(place=place)
+        .filter(place__lte=per_group)
+        .order_by("group_id", "position", "id")
+        .values_list("group_id", "image_id", "image__thumbnail")
+    )
+    by_group: dict[int, list[Thumbnail]] = {}
+    for group_id, image_id, name in first:
+        by_group.setdefault(group_id, []).append(thumbnail(image_id, name))
+    return by_group
 
 
 def editable_caption(group: Group | None, image: Image | None) -> Caption | None:

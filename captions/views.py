@@ -207,20 +207,23 @@ def presence(request: AuthedRequest, caption_id: int) -> HttpResponse:
 @permission_required(*REVIEW)
 def review_queue(request: AuthedRequest) -> HttpResponse:
     source = request.GET.get("source", "")
-    queue = selectors.review_queue_with_members()
+    queue = selectors.review_queue_page()
     if source in Caption.Source.values:
         queue = queue.filter(source=source)
     # One row more than shown says whether more wait, without counting a long queue.
     picked = list(queue[: _QUEUE_ROWS + 1])
+    shown = picked[:_QUEUE_ROWS]
+    members = selectors.group_thumbnails(
+        (caption.group_id for caption in shown if caption.group_id),
+        per_group=_QUEUE_THUMBNAILS,
+    )
     rows = [
         {
             "caption": caption,
             "lint": lint_caption(caption.text),
-            "images": [m.image for m in caption.group.members.all()][:_QUEUE_THUMBNAILS]
-            if caption.group
-            else [caption.image],
+            "images": _queue_images(caption, members),
         }
-        for caption in picked[:_QUEUE_ROWS]
+        for caption in shown
     ]
     return render(
         request,
@@ -232,6 +235,15 @@ def review_queue(request: AuthedRequest) -> HttpResponse:
             "sources": Caption.Source.choices,
         },
     )
+
+
+def _queue_images(
+    caption: Caption, members: dict[int, list[selectors.Thumbnail]]
+) -> list[selectors.Thumbnail]:
+    if caption.group_id:
+        return members.get(caption.group_id, [])
+    image = caption.image
+    return [selectors.thumbnail(image.pk, image.thumbnail.name)] if image else []
 
 
 # Enough thumbnails to recognise a group at a glance without loading whole groups, and

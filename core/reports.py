@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Created accounts named in the one-line summary; the report lists them all.
+SUMMARY_NAMES = 10
+
 
 @dataclass
 class ImportReport:
@@ -23,6 +26,9 @@ class ImportReport:
     normalised: list[dict[str, Any]] = field(default_factory=list)
     # Per image URL of a rejected row: where its file was looked for, and why it failed.
     images_not_found: list[dict[str, Any]] = field(default_factory=list)
+    # User names of the accounts the import made for annotators it named who had none here
+    # (inactive, no usable password): an admin decides who may sign in.
+    users_created: list[str] = field(default_factory=list)
     batch_id: int | None = None
 
     def reject(self, name: str, reason: str) -> None:
@@ -42,6 +48,7 @@ class ImportReport:
             "rejected": self.rejected,
             "normalised": self.normalised,
             "images_not_found": self.images_not_found,
+            "users_created": self.users_created,
             "batch": self.batch_id,
         }
 
@@ -54,6 +61,14 @@ class ImportReport:
         text += f"{len(self.rejected)} rejected"
         if self.images_not_found:
             text += f" ({len(self.images_not_found)} image URLs not found)"
+        if self.users_created:
+            shown = ", ".join(self.users_created[:SUMMARY_NAMES])
+            more = len(self.users_created) - SUMMARY_NAMES
+            text += (
+                f"; {len(self.users_created)} inactive annotator account"
+                f"{'s' if len(self.users_created) != 1 else ''} created: {shown}"
+                + (f" and {more} more" if more > 0 else "")
+            )
         return text
 
     def write(self, path: Path) -> None:

@@ -3,16 +3,16 @@ under a lease that expires, so two annotators never label the same image at once
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from itertools import combinations
-from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models.functions import Abs
 from django.utils import timezone
 
 from curation.models import Image, InterestLabel, LabelLease
@@ -26,14 +26,24 @@ def _lease_until() -> datetime:
 
 def queue_candidates(annotator: User, skip: Sequence[int] = ()) -> list[int]:
     """Images this annotator has not labelled, still short of labels, and not leased by
-    someone else right now; oldest first."""
+    someone else right now; oldest first, or with RELSIM_LABEL_ORDER "uncertain" the
+    images the filter is least sure of first (active learning)."""
     now = timezone.now()
     mine = InterestLabel.objects.filter(image=OuterRef("pk"), annotator=annotator)
     held = LabelLease.objects.filter(image=OuterRef("pk"), expires_at__gt=now).exclude(
         annotator=annotator
     )
     images = _short_of_labels().filter(~Exists(mine), ~Exists(held)).exclude(pk__in=skip)
-    return list(images.order_by("id").values_list("id", flat=True)[:CANDIDATES_PER_TRY])
+    return list(_queue_order(images).values_list("id", flat=True)[:CANDIDATES_PER_TRY])
+
+
+def _queue_order(images: QuerySet[Image]) -> QuerySet[Image]:
+    if settings.RELSIM_LABEL_ORDER != "uncertain":
+        return images.order_by("id")
+    # Image.filter_score holds the active filter's scores (none without one): scored images
+    # nearest 0.5 first, then the unscored ones oldest first.
+    doubt = Abs(F("filter_score") - 0.5)
+    return images.order_by(doubt.asc(nulls_last=True), "id")
 
 
 def _short_of_labels() -> QuerySet[Image]:
@@ -174,66 +184,105 @@ class Agreement:
 
 def agreement(*, limit: int = 200) -> Agreement:
     """How often annotators who labelled the same image agree, and where they did not."""
-    # Grouping the labels (not the images) keeps this proportional to the labels given.
+    # The database counts; Python sees a few rows whatever the number of labels: a histogram
+    # of (yes, no) per image, answer counts per pair, and the first `limit` disagreements.
+    histogram, pairs = _label_counts()
+    several = sum(histogram.values())
+    mixed = sum(images for (yes, no), images in histogram.items() if yes and no)
     per_image = (
         InterestLabel.objects.values("image_id")
-        .annotate(
-            n=Count("id"),
-            yes=Count("id", filter=Q(interesting=True)),
-        )
-        .filter(n__gte=2)
+        .annotate(n=Count("id"), yes=Count("id", filter=Q(interesting=True)))
+        .filter(n__gte=2, yes__gt=0, yes__lt=F("n"))
     )
-    several = mixed = 0
-    mixed_ids: list[int] = []
-    counts: list[tuple[int, int]] = []
-    for row in per_image.order_by("image_id"):
-        several += 1
-        counts.append((row["yes"], row["n"] - row["yes"]))
-        if 0 < row["yes"] < row["n"]:
-            mixed += 1
-            if len(mixed_ids) < limit:
-                mixed_ids.append(row["image_id"])
-    rows = []
-    images = Image.objects.filter(pk__in=mixed_ids).prefetch_related("interest_labels__annotator")
-    for image in images.order_by("id"):
-        labels = list(image.interest_labels.all())
-        rows.append(
-            Disagreement(
-                image=image,
-                yes=sorted(label.annotator.get_username() for label in labels if label.interesting),
-                no=sorted(
-                    label.annotator.get_username() for label in labels if not label.interesting
-                ),
-            )
-        )
+    mixed_ids = list(per_image.order_by("image_id").values_list("image_id", flat=True)[:limit])
+    yes: dict[int, list[str]] = {pk: [] for pk in mixed_ids}
+    no: dict[int, list[str]] = {pk: [] for pk in mixed_ids}
+    given = InterestLabel.objects.filter(image_id__in=mixed_ids).values_list(
+        "image_id", f"annotator__{get_user_model().USERNAME_FIELD}", "interesting"
+    )
+    for image_id, username, interesting in given:
+        (yes if interesting else no)[image_id].append(username)
+    rows = [
+        Disagreement(image=image, yes=sorted(yes[image.pk]), no=sorted(no[image.pk]))
+        for image in Image.objects.filter(pk__in=mixed_ids).only("thumbnail").order_by("id")
+    ]
     return Agreement(
         several,
         several - mixed,
         rows,
-        fleiss_kappa=fleiss_kappa(counts),
-        pairs=_pair_kappas(per_image.values("image_id")),
+        fleiss_kappa=fleiss_kappa_from_histogram(histogram),
+        pairs=pairs,
     )
 
 
-def _pair_kappas(shared_images: QuerySet[Any, Any]) -> list[PairKappa]:
-    """Cohen's kappa for each pair of annotators, over the images both of them labelled."""
-    answers: dict[int, dict[str, bool]] = {}
-    labels = (
-        InterestLabel.objects.filter(image_id__in=shared_images)
-        .values_list("image_id", "annotator__username", "interesting")
-        .order_by("image_id")
-    )
-    for image_id, username, interesting in labels:
-        answers.setdefault(image_id, {})[username] = interesting
-    by_pair: dict[tuple[str, str], list[tuple[bool, bool]]] = {}
-    for per_annotator in answers.values():
-        for first, second in combinations(sorted(per_annotator), 2):
-            pair = (per_annotator[first], per_annotator[second])
-            by_pair.setdefault((first, second), []).append(pair)
-    return [
-        PairKappa(first, second, len(pairs), cohen_kappa(pairs))
-        for (first, second), pairs in sorted(by_pair.items())
+def _names() -> dict[str, str]:
+    """Quoted table and column names for the raw SQL below."""
+    quote = connection.ops.quote_name
+    user_model = get_user_model()
+    users = user_model._meta
+    return {
+        "labels": quote(InterestLabel._meta.db_table),
+        "image": quote("image_id"),
+        "annotator": quote("annotator_id"),
+        "interesting": quote("interesting"),
+        "users": quote(users.db_table),
+        "user_pk": quote(str(users.pk.column) if users.pk else "id"),
+        "username": quote(user_model.USERNAME_FIELD),
+    }
+
+
+def _label_counts() -> tuple[dict[tuple[int, ...], int], list[PairKappa]]:
+    """One pass over the labels for both kappas: a histogram {(yes, no): images} over the
+    images with two or more labels, and Cohen's kappa for each pair of annotators over the
+    images both of them labelled."""
+    # A self-join on the image pairs every two labels of an image once (lower annotator id
+    # first), so it sees only the images with two or more labels. Counted per pair of
+    # annotators and answers, it gives Cohen's tables. Counted per image, it gives (yes, n):
+    # each of an image's n labels is in n - 1 of its pairs, and n - 1 is the number of
+    # distinct first annotators, so yes = (yes answers in its pairs) / (n - 1).
+    sql = """
+        WITH pairs AS (
+            SELECT a.{image} AS image_id, a.{annotator} AS first_id, b.{annotator} AS second_id,
+                   CASE WHEN a.{interesting} THEN 1 ELSE 0 END AS first_yes,
+                   CASE WHEN b.{interesting} THEN 1 ELSE 0 END AS second_yes
+            FROM {labels} a
+            JOIN {labels} b ON b.{image} = a.{image} AND b.{annotator} > a.{annotator}
+        ),
+        per_image AS (
+            SELECT COUNT(DISTINCT first_id) AS others, SUM(first_yes + second_yes) AS yes_in_pairs
+            FROM pairs GROUP BY image_id
+        )
+        SELECT NULL, NULL, yes_in_pairs / others, others + 1, COUNT(*)
+        FROM per_image GROUP BY yes_in_pairs, others
+        UNION ALL
+        SELECT first_user.{username}, second_user.{username}, first_yes, second_yes, images
+        FROM (
+            SELECT first_id, second_id, first_yes, second_yes, COUNT(*) AS images
+            FROM pairs GROUP BY first_id, second_id, first_yes, second_yes
+        ) answers
+        JOIN {users} first_user ON first_user.{user_pk} = answers.first_id
+        JOIN {users} second_user ON second_user.{user_pk} = answers.second_id
+    """.format(**_names())
+    histogram: dict[tuple[int, ...], int] = {}
+    tables: dict[tuple[str, str], dict[tuple[bool, bool], int]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        for first, second, first_value, second_value, count in cursor.fetchall():
+            if first is None:  # (yes, n) of some images, and how many
+                yes, n = int(first_value), int(second_value)
+                histogram[yes, n - yes] = histogram.get((yes, n - yes), 0) + int(count)
+                continue
+            answers = (bool(first_value), bool(second_value))
+            # Pairs are named in username order (Python's, not the database collation's).
+            if second < first:
+                first, second, answers = second, first, answers[::-1]
+            table = tables.setdefault((first, second), {})
+            table[answers] = table.get(answers, 0) + int(count)
+    pairs = [
+        PairKappa(first, second, sum(table.values()), cohen_kappa_from_counts(table))
+        for (first, second), table in sorted(tables.items())
     ]
+    return histogram, pairs
 
 
 def cohen_kappa(pairs: Sequence[tuple[bool, bool]]) -> float | None:
@@ -250,6 +299,20 @@ def cohen_kappa(pairs: Sequence[tuple[bool, bool]]) -> float | None:
     return (observed - expected) / (1 - expected)
 
 
+def cohen_kappa_from_counts(table: Mapping[tuple[bool, bool], int]) -> float | None:
+    """`cohen_kappa` from how many items got each (first answer, second answer)."""
+    n = sum(table.values())
+    if not n:
+        return None
+    observed = (table.get((True, True), 0) + table.get((False, False), 0)) / n
+    first_yes = (table.get((True, True), 0) + table.get((True, False), 0)) / n
+    second_yes = (table.get((True, True), 0) + table.get((False, True), 0)) / n
+    expected = first_yes * second_yes + (1 - first_yes) * (1 - second_yes)
+    if expected == 1:
+        return None
+    return (observed - expected) / (1 - expected)
+
+
 def fleiss_kappa(counts: Sequence[Sequence[int]]) -> float | None:
     """Fleiss' kappa from per-item counts of raters in each category.
 
@@ -263,6 +326,28 @@ def fleiss_kappa(counts: Sequence[Sequence[int]]) -> float | None:
     ) / len(items)
     ratings = sum(sum(row) for row in items)
     shares = [sum(row[j] for row in items) / ratings for j in range(len(items[0]))]
+    expected = sum(share * share for share in shares)
+    if expected == 1:
+        return None
+    return (observed - expected) / (1 - expected)
+
+
+def fleiss_kappa_from_histogram(histogram: Mapping[tuple[int, ...], int]) -> float | None:
+    """`fleiss_kappa` from how many items share each row of per-category counts."""
+    items = {row: count for row, count in histogram.items() if sum(row) >= 2 and count}
+    if not items:
+        return None
+    n_items = sum(items.values())
+    observed = (
+        sum(
+            count * sum(c * (c - 1) for c in row) / (sum(row) * (sum(row) - 1))
+            for row, count in items.items()
+        )
+        / n_items
+    )
+    ratings = sum(count * sum(row) for row, count in items.items())
+    width = len(next(iter(items)))
+    shares = [sum(count * row[j] for row, count in items.items()) / ratings for j in range(width)]
     expected = sum(share * share for share in shares)
     if expected == 1:
         return None
