@@ -7,8 +7,12 @@ ahead of the weight-free perceptual-hash source that works today."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -104,7 +108,7 @@ class PerceptualHashSimilarity:
             cached = PerceptualHashSimilarity._cache
             if cached is not None and cached[0] == stamp:
                 return cached[1], cached[2]
-            ids, packed = self._hashes()
+            ids, packed = _HashFile.load_and_extend(stamp, self._hashes)
             # Bits to ±1/8 (±1 over sqrt(64): unit rows), in place: no temporaries as large.
             matrix = np.unpackbits(packed, axis=1).astype(np.float32)
             matrix *= 0.25
@@ -113,8 +117,8 @@ class PerceptualHashSimilarity:
             return ids, matrix
 
     @staticmethod
-    def _hashes() -> tuple[NDArray[np.int64], NDArray[np.uint8]]:
-        """Every image's id (ascending) and its hash as a row of 8 bytes.
+    def _hashes(after: int = 0) -> tuple[NDArray[np.int64], NDArray[np.uint8]]:
+        """Every image's id (ascending, above `after`) and its hash as a row of 8 bytes.
 
         Read in table order, which a sequential scan serves about twice as fast as the
         primary key's order, and sorted here. PostgreSQL packs the whole column into two
@@ -125,19 +129,67 @@ class PerceptualHashSimilarity:
             if connection.vendor == "postgresql":
                 cursor.execute(
                     "SELECT string_agg(int8send(id), ''::bytea),"
-                    f" decode(string_agg(phash, ''), 'hex') FROM {table}"
+                    f" decode(string_agg(phash, ''), 'hex') FROM {table} WHERE id > %s",
+                    [after],
                 )
                 packed_ids, packed_hashes = cursor.fetchone()
                 ids = np.frombuffer(packed_ids or b"", dtype=">i8").astype(np.int64)
                 packed = np.frombuffer(packed_hashes or b"", dtype=np.uint8)
             else:
-                cursor.execute(f"SELECT id, phash FROM {table}")
+                cursor.execute(f"SELECT id, phash FROM {table} WHERE id > %s", [after])
                 rows = cursor.fetchall()
                 ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
                 hashes = bytes.fromhex("".join(row[1] for row in rows))
                 packed = np.frombuffer(hashes, dtype=np.uint8)
         order = np.argsort(ids, kind="stable")
         return ids[order], packed.reshape(len(ids), 8)[order]
+
+
+class _HashFile:
+    """The hashes kept on disk between processes (an image's hash never changes), so a
+    process's first "find similar" reads a small file and only the images added since."""
+
+    @staticmethod
+    def path() -> Path:
+        return Path(settings.DATA_DIR) / "cache" / "phash.npz"
+
+    @classmethod
+    def load_and_extend(
+        cls, stamp: int, fetch: Callable[[int], tuple[NDArray[np.int64], NDArray[np.uint8]]]
+    ) -> tuple[NDArray[np.int64], NDArray[np.uint8]]:
+        ids = np.zeros(0, dtype=np.int64)
+        packed = np.zeros((0, 8), dtype=np.uint8)
+        with contextlib.suppress(OSError, ValueError, KeyError), np.load(cls.path()) as stored:
+            ids, packed = stored["ids"], stored["hashes"]
+        if len(ids) and not cls._matches(ids, packed, stamp):
+            # Another database's hashes (a reset or a restored copy): start over.
+            ids, packed = ids[:0], packed[:0]
+        seen = int(ids[-1]) if len(ids) else 0
+        if seen == stamp:
+            return ids, packed
+        new_ids, new_packed = fetch(seen)
+        ids, packed = np.concatenate([ids, new_ids]), np.concatenate([packed, new_packed])
+        cls.save(ids, packed)
+        return ids, packed
+
+    @staticmethod
+    def _matches(ids: NDArray[np.int64], packed: NDArray[np.uint8], stamp: int) -> bool:
+        """The file's first and last images still have the hashes it holds."""
+        if int(ids[-1]) > stamp:
+            return False
+        ends = [int(ids[0]), int(ids[-1])]
+        stored = dict(Image.objects.filter(pk__in=ends).values_list("id", "phash"))
+        held = [packed[0].tobytes().hex(), packed[-1].tobytes().hex()]
+        return [str(stored.get(end, "")).lower() for end in ends] == held
+
+    @classmethod
+    def save(cls, ids: NDArray[np.int64], packed: NDArray[np.uint8]) -> None:
+        target = cls.path()
+        with contextlib.suppress(OSError):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            scratch = target.with_name(f".phash-{os.getpid()}-{threading.get_ident()}.npz")
+            np.savez(scratch, ids=ids, hashes=packed)
+            scratch.replace(target)
 
 
 def best_source() -> SimilaritySource:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
 from curation.models import Image
-from curation.similarity import PerceptualHashSimilarity
+from curation.similarity import PerceptualHashSimilarity, _HashFile
 
 pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
 
@@ -65,3 +66,37 @@ def test_vectors_are_the_hash_bits_in_id_order_however_the_rows_were_inserted() 
 def test_an_empty_pool_has_no_vectors() -> None:
     ids, matrix = PerceptualHashSimilarity().vectors()
     assert len(ids) == 0 and matrix.shape == (0, 64)
+
+
+def test_a_new_process_reads_the_hash_file_and_only_the_images_added_since(
+    django_assert_num_queries: Any,
+) -> None:
+    Image.objects.bulk_create([_image(pk, f"{pk:016x}") for pk in range(1, 31)])
+    PerceptualHashSimilarity().vectors()
+    assert _HashFile.path().is_file()
+
+    PerceptualHashSimilarity._cache = None  # as in a new process
+    Image.objects.bulk_create([_image(31, "f" * 16)])
+    ids, matrix = PerceptualHashSimilarity().vectors()
+    assert ids.tolist() == list(range(1, 32))
+    assert matrix[-1].tolist() == _expected("f" * 16)
+    with np.load(_HashFile.path()) as stored:
+        assert stored["ids"].tolist() == list(range(1, 32))
+
+    PerceptualHashSimilarity._cache = None
+    # Unchanged: the highest id, the file's two end rows checked, nothing else read.
+    with django_assert_num_queries(2):
+        again, _ = PerceptualHashSimilarity().vectors()
+    assert again.tolist() == ids.tolist()
+
+
+def test_a_hash_file_of_another_database_is_not_trusted() -> None:
+    Image.objects.bulk_create([_image(pk, f"{pk:016x}") for pk in range(1, 11)])
+    PerceptualHashSimilarity().vectors()
+    # The database is rebuilt with other images under the same ids.
+    Image.objects.all().delete()
+    Image.objects.bulk_create([_image(pk, f"{pk + 500:016x}") for pk in range(1, 11)])
+    PerceptualHashSimilarity._cache = None
+    ids, matrix = PerceptualHashSimilarity().vectors()
+    assert ids.tolist() == list(range(1, 11))
+    assert matrix[0].tolist() == _expected(f"{501:016x}")
