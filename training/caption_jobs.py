@@ -27,12 +27,13 @@ from training.caption_selectors import (
 )
 from training.caption_services import caption_drafts_store, read_drafts
 from training.child_process import module_command, run_job_child
-from training.model_jobs import _snapshot, job_dir, model_activate
+from training.model_jobs import job_snapshot, model_activate
 from training.model_paths import is_tiny_vlm, vlm_path
-from training.models import Job, JobMetric, TrainedModel
+from training.models import Job, TrainedModel
 from training.reporting import JobReporter
 from training.runners import runner
 from training.snapshots import unpacked
+from training.training_runs import checked_config, job_dir, model_register, train_in_child
 
 TRAIN_CAPTIONS = "anonymous_captions_train.jsonl"
 SEED_GROUPS = "seed_group.json"
@@ -79,11 +80,7 @@ def captioner_config(job: Job, data_dir: Path, groups_file: Path) -> dict[str, A
     )
     from ml.captioning.captioner_training import CaptionerTrainConfig
 
-    try:
-        CaptionerTrainConfig.from_dict(config).validate()
-    except (TypeError, ValueError) as exc:
-        raise JobInputError(f"the training options are not valid: {exc}") from None
-    return config
+    return checked_config(CaptionerTrainConfig, config)
 
 
 def train_groups(data_dir: Path, out: Path) -> tuple[int, int]:
@@ -135,7 +132,7 @@ def run_train_captioner(job: Job, reporter: JobReporter) -> dict[str, Any]:
 
 
 def _train_captioner(job: Job, reporter: JobReporter, folder: Path) -> TrainedModel:
-    zip_path = _snapshot(job, reporter)
+    zip_path = job_snapshot(job, reporter)
     job.refresh_from_db(fields=["resume_point"])
     data_dir = unpacked(zip_path)
     groups_file = folder / "train_groups.json"
@@ -144,42 +141,22 @@ def _train_captioner(job: Job, reporter: JobReporter, folder: Path) -> TrainedMo
     if problem:
         raise JobInputError(f"the snapshot {zip_path.name} holds {problem}")
     config = captioner_config(job, data_dir, groups_file)
-    config_path = folder / "train_config.json"
-    config_path.write_text(json.dumps(config, indent=2))
-    run_dir = Path(config["output_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    from ml.train import METRICS_FILE, latest_checkpoint
-
-    resume = latest_checkpoint(run_dir)
-    resumed_step = int(resume.name.rsplit("-", 1)[-1]) if resume is not None else 0
-    JobMetric.objects.filter(job=job, step__gt=resumed_step).delete()
-    processes = max(1, int(job.params.get("gpus", 1) or 1))
-    command = module_command(
-        "ml.captioning.captioner_training", ["--config", str(config_path)], processes=processes
-    )
-    log = folder / "job.log"
-    run_job_child(job.pk, reporter, command, log_path=log, metrics=run_dir / METRICS_FILE)
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise RuntimeError("training ended without a checkpoint")
-    last = JobMetric.objects.filter(job=job).order_by("-step").first()
-    name = str(job.params.get("name") or f"captioner job {job.pk}")
+    module = "ml.captioning.captioner_training"
+    checkpoint, metrics = train_in_child(job, reporter, module, config)
     from ml.captioning.prompts import PROMPT_VERSION
 
-    model = TrainedModel.objects.create(
+    model = model_register(
+        job,
         kind=TrainedModel.Kind.CAPTIONER,
-        name=name[:200],
-        folder=str(checkpoint),
+        checkpoint=checkpoint,
         base_vlm=config["backbone"],
-        job=job,
-        snapshot=str(zip_path),
+        snapshot=zip_path,
         metrics={
-            **({"step": last.step, **last.values} if last else {}),
+            **metrics,
             "train_captions": captions,
             "train_groups": groups,
             "prompt_version": config.get("prompt_version", PROMPT_VERSION),
         },
-        created_by=job.created_by,
     )
     job.resume_point = {**job.resume_point, "model": model.pk}
     Job.objects.filter(pk=job.pk).update(resume_point=job.resume_point)

@@ -28,11 +28,11 @@ from training.filter_services import (
     filter_scores_store,
     read_scores,
 )
-from training.model_jobs import job_dir
 from training.model_paths import is_tiny_vlm, vlm_path
-from training.models import FilterScore, Job, JobMetric, TrainedModel
+from training.models import FilterScore, Job, TrainedModel
 from training.reporting import JobReporter
 from training.runners import runner
+from training.training_runs import checked_config, job_dir, model_register, train_in_child
 
 SCORE_MODES = ("all", "new", "none")
 # The job's "balance" names the two ways FilterTrainConfig meets the labels' imbalance.
@@ -83,11 +83,7 @@ def filter_config(job: Job, labels_file: Path) -> dict[str, Any]:
     )
     from ml.captioning.filter_training import FilterTrainConfig
 
-    try:
-        FilterTrainConfig.from_dict(config).validate()
-    except (TypeError, ValueError) as exc:
-        raise JobInputError(f"the training options are not valid: {exc}") from None
-    return config
+    return checked_config(FilterTrainConfig, config)
 
 
 def write_labels(labels: LabelledSet, path: Path) -> None:
@@ -132,36 +128,20 @@ def _train(job: Job, reporter: JobReporter, labels: LabelledSet) -> TrainedModel
         job.resume_point = {**job.resume_point, "labels": str(labels_file)}
         Job.objects.filter(pk=job.pk).update(resume_point=job.resume_point)
     config = filter_config(job, labels_file)
-    config_path = folder / "train_config.json"
-    config_path.write_text(json.dumps(config, indent=2))
-    run_dir = Path(config["output_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    from ml.train import METRICS_FILE, latest_checkpoint
-
-    resume = latest_checkpoint(run_dir)
-    resumed_step = int(resume.name.rsplit("-", 1)[-1]) if resume is not None else 0
-    JobMetric.objects.filter(job=job, step__gt=resumed_step).delete()
-    command = module_command("ml.captioning.filter_training", ["--config", str(config_path)])
-    _run_child(job, reporter, command, run_dir / METRICS_FILE)
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise RuntimeError("training ended without a checkpoint")
-    last = JobMetric.objects.filter(job=job).order_by("-step").first()
-    name = str(job.params.get("name") or f"interest filter job {job.pk}")
-    model = TrainedModel.objects.create(
+    module = "ml.captioning.filter_training"
+    checkpoint, metrics = train_in_child(job, reporter, module, config)
+    model = model_register(
+        job,
         kind=TrainedModel.Kind.FILTER,
-        name=name[:200],
-        folder=str(checkpoint),
+        checkpoint=checkpoint,
         base_vlm=config["backbone"],
-        job=job,
-        snapshot=str(labels_file),
+        snapshot=labels_file,
         metrics={
-            **({"step": last.step, **last.values} if last else {}),
+            **metrics,
             "labels_yes": labels.yes,
             "labels_no": labels.no,
             "imbalance": config["imbalance"],
         },
-        created_by=job.created_by,
     )
     job.resume_point = {**job.resume_point, "model": model.pk}
     Job.objects.filter(pk=job.pk).update(resume_point=job.resume_point)

@@ -20,10 +20,11 @@ from curation.models import Image
 from training import services
 from training.child_process import ChildOutcome, module_command, run_job_child
 from training.model_paths import is_tiny_vlm, text_encoder_path, vlm_path
-from training.models import EmbeddingIndex, Job, JobMetric, TrainedModel
+from training.models import EmbeddingIndex, Job, TrainedModel
 from training.reporting import JobReporter
 from training.runners import runner
 from training.snapshots import snapshot_zip, train_records, unpacked
+from training.training_runs import checked_config, job_dir, model_register, train_in_child
 
 MIN_TRAIN_IMAGES = 2
 
@@ -41,10 +42,6 @@ TINY_RECIPE: dict[str, Any] = {
     "save_every": 50,
     "log_every": 5,
 }
-
-
-def job_dir(job: Job) -> Path:
-    return settings.DATA_DIR / "jobs" / str(job.pk)
 
 
 def relsim_option_names() -> set[str]:
@@ -81,14 +78,10 @@ def relsim_config(job: Job, data_dir: Path) -> dict[str, Any]:
     )
     from ml.relsim import TrainConfig
 
-    try:
-        TrainConfig.from_dict(config).validate()
-    except (TypeError, ValueError) as exc:
-        raise JobInputError(f"the training options are not valid: {exc}") from None
-    return config
+    return checked_config(TrainConfig, config)
 
 
-def _snapshot(job: Job, reporter: JobReporter) -> Path:
+def job_snapshot(job: Job, reporter: JobReporter) -> Path:
     """The export the job trains on: the one it names, or one it makes now. Recorded in
     the job's resume point, so a retry trains on the very same data."""
     recorded = job.resume_point.get("snapshot")
@@ -126,7 +119,7 @@ def _run_child(
 @runner(Job.Kind.TRAIN_RELSIM)
 def run_train_relsim(job: Job, reporter: JobReporter) -> dict[str, Any]:
     reporter.progress(0, 0, "preparing the data snapshot")
-    zip_path = _snapshot(job, reporter)
+    zip_path = job_snapshot(job, reporter)
     data_dir = unpacked(zip_path)
     config = relsim_config(job, data_dir)
     images = train_records(data_dir)
@@ -139,36 +132,15 @@ def run_train_relsim(job: Job, reporter: JobReporter) -> dict[str, Any]:
         )
     else:
         source = f"{images} captioned images of {zip_path.name}"
-    folder = job_dir(job)
-    folder.mkdir(parents=True, exist_ok=True)
-    config_path = folder / "train_config.json"
-    config_path.write_text(json.dumps(config, indent=2))
-    run_dir = Path(config["output_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    from ml.train import METRICS_FILE, latest_checkpoint
-
-    # A resumed run redraws its curve from the checkpoint it starts from.
-    resume = latest_checkpoint(run_dir)
-    resumed_step = int(resume.name.rsplit("-", 1)[-1]) if resume is not None else 0
-    JobMetric.objects.filter(job=job, step__gt=resumed_step).delete()
-    processes = max(1, int(job.params.get("gpus", 1) or 1))
-    command = module_command("ml.relsim.train", ["--config", str(config_path)], processes=processes)
     reporter.log(f"training on {source}")
-    outcome = _run_child(job, reporter, command, run_dir / METRICS_FILE)
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise RuntimeError("training ended without a checkpoint")
-    last = JobMetric.objects.filter(job=job).order_by("-step").first()
-    name = str(job.params.get("name") or f"relsim job {job.pk}")
-    model = TrainedModel.objects.create(
+    checkpoint, metrics = train_in_child(job, reporter, "ml.relsim.train", config)
+    model = model_register(
+        job,
         kind=TrainedModel.Kind.RELSIM,
-        name=name[:200],
-        folder=str(checkpoint),
+        checkpoint=checkpoint,
         base_vlm=config["backbone"],
-        job=job,
-        snapshot=str(zip_path),
-        metrics={"step": last.step, **last.values} if last else {},
-        created_by=job.created_by,
+        snapshot=zip_path,
+        metrics=metrics,
     )
     artifacts: dict[str, Any] = {}
     if job.params.get("activate", True):
@@ -185,7 +157,7 @@ def run_train_relsim(job: Job, reporter: JobReporter) -> dict[str, Any]:
         "model_id": model.pk,
         "checkpoint": str(checkpoint),
         "snapshot": str(zip_path),
-        "log": str(outcome.log_path),
+        "log": str(job_dir(job) / "job.log"),
     }
 
 

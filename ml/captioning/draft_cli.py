@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import signal
 import sys
 import time
@@ -102,9 +103,11 @@ def draft_captions(
                 print(f"skipped {item.item_id}: cannot read an image ({exc})", file=sys.stderr)
             else:
                 # Each item its own seed: one seed for all would draw every caption alike.
-                own = settings
-                if settings is not None and settings.seed is not None:
-                    own = replace(settings, seed=settings.seed + done - 1)
+                # caption_groups restores the random state it found, so without a seed every
+                # item would also start from the same state: a fresh seed is drawn instead.
+                chosen = settings or GenerationSettings()
+                base = chosen.seed if chosen.seed is not None else secrets.randbits(31)
+                own = replace(chosen, seed=base + done - 1)
                 [result] = caption_groups(captioner, [images], settings=own, preprocessed=True)
                 row = {
                     "id": item.item_id,
