@@ -44,7 +44,17 @@ from ml.synthetic.dataset import generate_dataset, read_relation_split
 from ml.vlm.backbone import build_tiny_vlm
 from ml.vlm.tiny_vision import build_tiny_clip, build_tiny_dinov2
 
-FIXED = ("pixels", "histogram", "phash", "dhash", "clip-i", "dino", "clip-t", "qwen-t")
+FIXED = (
+    "pixels",
+    "histogram",
+    "phash",
+    "dhash",
+    "clip-i",
+    "dino",
+    "clip-t",
+    "qwen-t",
+    "qwen-t-minilm",
+)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -215,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         "clip-i": "tiny random CLIP",
         "dino": "tiny random DINOv2",
         "clip-t": "tiny random VLM captions -> tiny random CLIP text",
-        "qwen-t": "tiny random VLM captions -> MiniLM (real)",
+        "qwen-t": "tiny random VLM captions -> tiny random CLIP text (the paper's Qwen-T)",
+        "qwen-t-minilm": "tiny random VLM captions -> MiniLM (real)",
         "tuned-clip": f"tiny random CLIP, {args.tuned_finetune} + head, trained",
         "tuned-dino": f"tiny random DINOv2, {args.tuned_finetune} + head, trained",
         "relsim": str(args.relsim),
@@ -247,7 +258,13 @@ def main(argv: list[str] | None = None) -> int:
         "n_test": len(test_labels),
         "chance_precision_at_1": chance,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "random_weight_models": ["clip-i", "dino", "clip-t", "qwen-t (captioner)"],
+        "random_weight_models": [
+            "clip-i",
+            "dino",
+            "clip-t",
+            "qwen-t",
+            "qwen-t-minilm (captioner)",
+        ],
         "figures": figures,
         "elapsed_s": time.monotonic() - started,
     }

@@ -105,6 +105,10 @@ BASIC_OPTIONS = ("epochs", "max_steps", "batch_size", "lr", "image_size", "finet
 _HELP = {
     "batch_size": "Images per GPU and micro-step.",
     "max_steps": "Empty: as many steps as the epochs give.",
+    "schedule_over_epochs": (
+        "Keep the cosine of all the epochs when max_steps stops sooner (as the release's "
+        "step-2000 weights were)."
+    ),
     "lr": "Peak learning rate (AdamW, cosine schedule).",
     "image_size": "Square side in pixels; a multiple of 28.",
     "finetune": "lora, or full (tiny backbones only).",

@@ -49,6 +49,7 @@ BASELINE_NAMES = (
     "clip-t",
     "dino",
     "qwen-t",
+    "qwen-t-minilm",
     "tuned-clip",
     "tuned-dino",
     "pixels",
@@ -106,7 +107,7 @@ class BaselineFactory:
         return self._dino
 
     def captioner(self) -> AbstractCaptioner:
-        """One captioner (and caption cache) shared by CLIP-T and Qwen-T."""
+        """One captioner (and caption cache) shared by every caption-then-embed baseline."""
         if self._captioner is None:
             vlm: LoadedVLM = load_vlm(self.vlm_path, dtype=self.dtype, device=self.device)
             self._captioner = AbstractCaptioner(vlm, self.caption_config)
@@ -128,9 +129,11 @@ class BaselineFactory:
             "clip-i": lambda: ClipImageEmbedder(self.clip(), batch_size=self.batch_size),
             "dino": lambda: DinoEmbedder(self.dino(), batch_size=self.batch_size),
             "clip-t": lambda: self._caption_embedder("clip-t", ClipTextEncoder(self.clip())),
-            # The release embeds both caption baselines with CLIP's text tower; our Qwen-T uses
-            # the MiniLM tower relsim aligns to, so the two differ in the text encoder only.
-            "qwen-t": lambda: self._caption_embedder("qwen-t", self.minilm()),
+            # The paper's Qwen-T: the release embeds Qwen's abstract caption with CLIP's text
+            # tower. It captions as our CLIP-T does, so the two give the same rows here.
+            "qwen-t": lambda: self._caption_embedder("qwen-t", ClipTextEncoder(self.clip())),
+            # The same captions in the MiniLM space relsim aligns its images to.
+            "qwen-t-minilm": lambda: self._caption_embedder("qwen-t-minilm", self.minilm()),
             "tuned-clip": lambda: self._tuned("tuned-clip", self.tuned_clip),
             "tuned-dino": lambda: self._tuned("tuned-dino", self.tuned_dino),
             "pixels": RawPixels,
@@ -176,10 +179,11 @@ def make_embedder(
     caption_config: CaptionConfig | None = None,
     batch_size: int = 32,
 ) -> Embedder:
-    """One baseline by name. Model arguments are folders (or hub names): `clip` for clip-i and
-    clip-t, `dino` for dino, `vlm` (Qwen2.5-VL) for clip-t and qwen-t, `text_model` (MiniLM)
-    for qwen-t, checkpoints for tuned-clip, tuned-dino and relsim. The weight-free ones
-    (pixels, histogram, phash, dhash) need nothing."""
+    """One baseline by name. Model arguments are folders (or hub names): `clip` for clip-i,
+    clip-t and qwen-t, `dino` for dino, `vlm` (Qwen2.5-VL) for clip-t, qwen-t and
+    qwen-t-minilm, `text_model` (MiniLM) for qwen-t-minilm, checkpoints for tuned-clip,
+    tuned-dino and relsim. The weight-free ones (pixels, histogram, phash, dhash) need
+    nothing."""
     factory = BaselineFactory(
         clip=clip,
         dino=dino,

@@ -1,5 +1,5 @@
 """Caption-then-embed baselines (CLIP-T, Qwen-T): a VLM describes each image abstractly in at most
-30 words, and a text encoder (CLIP's text tower, or the MiniLM text tower) embeds the caption."""
+30 words, and a text encoder (CLIP's text tower, as in the paper, or MiniLM) embeds the caption."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Train the anonymous captioner through the training loop on our export format: single images
-from anonymous_captions_train.jsonl and, from seed_group.json, k sampled images of a group ->
-the group's caption.
+from anonymous_captions_train.jsonl and, from seed_group.json, each group image alone and k
+sampled images of a group -> the group's caption.
 
 One process: `python -m ml.captioning.captioner_training --config FILE`.
 Several GPUs (DDP): `accelerate launch -m ml.captioning.captioner_training --config FILE`.
@@ -47,8 +47,12 @@ class CaptionerTrainConfig(TunedLoopConfig):
     synthetic_group_share: float = 0.5
     train_file: str | None = None  # default: data_dir/anonymous_captions_train.jsonl
     groups_file: str | None = None  # default: data_dir/seed_group.json when present
-    use_single_images: bool = True  # (image, caption) pairs
+    use_single_images: bool = True  # (image, caption) pairs of the train jsonl
     use_groups: bool = True  # (k images of a group, group caption) samples
+    # (one group image, group caption) samples for every image of every seed group, as the
+    # release trains its captioner; pairs the train jsonl already holds are not repeated.
+    # Export data only: synthetic samples show single images anyway.
+    group_images_alone: bool = True
     group_min_images: int = 2
     group_max_images: int = 4
     group_draws_per_epoch: int = 1  # samples drawn from each group per epoch
@@ -65,8 +69,10 @@ class CaptionerTrainConfig(TunedLoopConfig):
             raise ValueError("synthetic_group_share must be within [0, 1]")
         if not self.synthetic_train_samples and not self.data_dir:
             raise ValueError("data_dir is needed unless synthetic_train_samples is set")
-        if not (self.use_single_images or self.use_groups):
-            raise ValueError("use_single_images and use_groups are both off: nothing to train")
+        if not (self.use_single_images or self.use_groups or self.group_images_alone):
+            raise ValueError(
+                "use_single_images, use_groups and group_images_alone are all off: nothing to train"
+            )
         if not 1 <= self.group_min_images <= self.group_max_images:
             raise ValueError("need 1 <= group_min_images <= group_max_images")
         if self.group_draws_per_epoch < 1:
@@ -181,6 +187,27 @@ class CaptionSamples(Dataset[ChatSample]):
         return ChatSample(images, self.prompt.text(len(images)), chosen.caption)
 
 
+def group_member_samples(
+    groups: Sequence[CaptionedGroup], *, known: Sequence[CaptionedGroup] = ()
+) -> list[CaptionedGroup]:
+    """Every image of every group as a sample of its own with the group's caption, in group
+    order, leaving out (image, caption) pairs among `known` or already listed: our exports
+    write group images into the train jsonl too, and a pair twice would weigh double."""
+    seen = {
+        (sample.image_paths[0].resolve(), sample.caption)
+        for sample in known
+        if len(sample.image_paths) == 1
+    }
+    alone: list[CaptionedGroup] = []
+    for group in groups:
+        for path in group.image_paths:
+            pair = (path.resolve(), group.caption)
+            if pair not in seen:
+                seen.add(pair)
+                alone.append(CaptionedGroup((path,), group.caption))
+    return alone
+
+
 def caption_samples(config: CaptionerTrainConfig) -> CaptionSamples | SyntheticCaptionSamples:
     """The training samples a config asks for, read from its export folder or drawn."""
     if config.synthetic_train_samples:
@@ -203,13 +230,16 @@ def caption_samples(config: CaptionerTrainConfig) -> CaptionSamples | SyntheticC
             CaptionedGroup((r.image_path,), unwrap_caption(r.caption))
             for r in read_caption_file(jsonl)
         ]
-    groups: list[CaptionedGroup] = []
-    if config.use_groups:
+    seed_groups: list[CaptionedGroup] = []
+    if config.use_groups or config.group_images_alone:
         groups_path = Path(config.groups_file) if config.groups_file else data_dir / SEED_GROUPS
         if groups_path.is_file():
-            groups = read_seed_groups(groups_path, data_dir=data_dir)
+            seed_groups = read_seed_groups(groups_path, data_dir=data_dir)
         elif config.groups_file:
             raise FileNotFoundError(f"{groups_path} not found")
+    if config.group_images_alone:
+        singles += group_member_samples(seed_groups, known=singles)
+    groups = seed_groups if config.use_groups else []
     if not singles and not groups:
         raise DataFormatError(f"no captioned images or groups to train on in {data_dir}")
     return CaptionSamples(

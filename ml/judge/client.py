@@ -98,6 +98,9 @@ class JudgeResult:
     error: str | None = None  # why, for every status but ok
     http_status: int | None = None  # of the last response, if one came
     elapsed_s: float = 0.0
+    # Token counts from the response's "usage", 0 where the server reports none.
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
     @property
     def ok(self) -> bool:
@@ -264,21 +267,33 @@ def _reply_text(message: dict[str, Any]) -> str | None:
     return None
 
 
+def _token_count(usage: Any, key: str) -> int:
+    value = usage.get(key) if isinstance(usage, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return 0
+    return max(value, 0)
+
+
 def _read_response(raw: bytes, attempts: int, started: float) -> JudgeResult:
+    usage: Any = None
+
     def done(status: JudgeStatus, **fields: Any) -> JudgeResult:
         return JudgeResult(
             status=status,
             attempts=attempts,
             http_status=200,
             elapsed_s=time.monotonic() - started,
+            prompt_tokens=_token_count(usage, "prompt_tokens"),
+            completion_tokens=_token_count(usage, "completion_tokens"),
             **fields,
         )
 
     try:
         data = json.loads(raw)
+        usage = data.get("usage")
         choice = data["choices"][0]
         message = choice["message"]
-    except (ValueError, KeyError, IndexError, TypeError):
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         snippet = raw[:200].decode("utf-8", "replace")
         return done("error", score=None, reply=None, error=f"malformed response: {snippet!r}")
     refusal = message.get("refusal")

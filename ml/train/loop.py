@@ -50,6 +50,12 @@ class LoopConfig:
     grad_accum_steps: int = 1
     epochs: int = 3
     max_steps: int | None = None  # stop earlier than `epochs` would
+    # How long the warm-up + cosine schedule is. False: it is fitted into the steps the run
+    # takes, so a run cut short by max_steps decays all the way. True: it spans the whole
+    # `epochs` even when max_steps stops the run sooner, so the run ends part-way down the
+    # cosine, as the release's step-2000 weights (from a 3-epoch schedule) were; such a run
+    # can later resume with a larger max_steps and keep to the same curve.
+    schedule_over_epochs: bool = False
     lr: float = 2e-4
     weight_decay: float = 0.0
     warmup_steps: int = 50
@@ -174,6 +180,12 @@ class Schedule:
     max_steps: int | None
     seed: int
     drop_last: bool = False
+    over_epochs: bool = False  # LoopConfig.schedule_over_epochs
+
+    @property
+    def lr_steps(self) -> int:
+        """Steps the learning-rate schedule spans (at least the steps the run takes)."""
+        return self.steps_per_epoch * self.epochs if self.over_epochs else self.total_steps
 
     @property
     def global_micro(self) -> int:
@@ -264,6 +276,7 @@ class _Run:
             max_steps=config.max_steps,
             seed=config.seed,
             drop_last=task.drop_last,
+            over_epochs=config.schedule_over_epochs,
         )
 
     def _log(self, record: dict[str, Any]) -> None:
@@ -296,15 +309,19 @@ class _Run:
             param_groups(named, config.weight_decay, no_decay=task.no_decay), lr=config.lr
         )
         total = schedule.total_steps
+        lr_steps = schedule.lr_steps
+        # A LambdaLR saves its step count but not its function: a resumed run rebuilds the
+        # schedule from its config, which must therefore give the same length.
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
-            lambda step: lr_factor(step, total, config.warmup_steps, config.min_lr_ratio),
+            lambda step: lr_factor(step, lr_steps, config.warmup_steps, config.min_lr_ratio),
         )
         global_step = 0
         resumed_from = latest_checkpoint(self.output_dir) if config.resume else None
         if resumed_from is not None:
             state = restore_training_state(accelerator, resumed_from, named, optimizer, scheduler)
             global_step = int(state["global_step"])
+            _check_same_lr_schedule(state, lr_steps, resumed_from)
         else:
             seed_everything(config.seed + accelerator.process_index)
         trainer = accelerator.prepare(task.module)
@@ -415,9 +432,22 @@ class _Run:
             scheduler,
             global_step,
             keep_checkpoints=self.config.keep_checkpoints,
-            extra={"schedule": asdict(self.schedule)},
+            extra={"schedule": asdict(self.schedule), "lr_steps": self.schedule.lr_steps},
         )
         return folder
+
+
+def _check_same_lr_schedule(state: dict[str, Any], lr_steps: int, folder: Path) -> None:
+    """Refuse to resume onto another learning-rate curve than the checkpoint's (older
+    checkpoints did not record theirs and pass)."""
+    saved = state.get("lr_steps")
+    if saved is not None and int(saved) != lr_steps:
+        raise ValueError(
+            f"{folder} was trained on a learning-rate schedule of {saved} steps, but this "
+            f"config gives {lr_steps}: resume with the settings it was trained with (epochs, "
+            "batch size, max_steps unless schedule_over_epochs is on), or start afresh in "
+            "another output_dir"
+        )
 
 
 def run_training(

@@ -11,7 +11,14 @@ import torch
 from PIL import Image
 
 from ml.baselines.registry import BASELINE_NAMES, BaselineFactory, make_embedder
-from ml.baselines.text import CaptionConfig, ClipTextEncoder, image_key, limit_words
+from ml.baselines.text import (
+    CaptionConfig,
+    CaptionTextEmbedder,
+    ClipTextEncoder,
+    MiniLMTextEncoder,
+    image_key,
+    limit_words,
+)
 from ml.baselines.tuned import TunedConfig, build_tuned_model, save_tuned
 from ml.baselines.vision import ClipImageEmbedder, DinoEmbedder, load_clip, load_dinov2
 from ml.search.embedder import Embedder
@@ -87,7 +94,9 @@ def test_every_baseline_gives_unit_float32_rows_the_same_each_time(
     np.testing.assert_array_equal(embedder.embed(pictures), first)
 
 
-@pytest.mark.parametrize("name", ["clip-i", "dino", "tuned-clip", "tuned-dino", "qwen-t"])
+@pytest.mark.parametrize(
+    "name", ["clip-i", "dino", "tuned-clip", "tuned-dino", "qwen-t", "qwen-t-minilm"]
+)
 def test_a_baseline_embeds_an_image_alike_alone_or_in_a_batch(
     factory: BaselineFactory, pictures: list[Image.Image], name: str
 ) -> None:
@@ -110,7 +119,8 @@ def test_output_dimensions_follow_each_model(factory: BaselineFactory) -> None:
     assert factory.make("clip-i").embed(image).shape == (1, 32)
     assert factory.make("dino").embed(image).shape == (1, 32)
     assert factory.make("clip-t").embed(image).shape == (1, 32)
-    assert factory.make("qwen-t").embed(image).shape == (1, 384)
+    assert factory.make("qwen-t").embed(image).shape == (1, 32)
+    assert factory.make("qwen-t-minilm").embed(image).shape == (1, 384)
     assert factory.make("tuned-clip").embed(image).shape == (1, 384)
     assert factory.make("tuned-dino").embed(image).shape == (1, 384)
 
@@ -124,13 +134,40 @@ def test_the_caption_baselines_share_one_captioner_and_its_cache(
     factory: BaselineFactory, pictures: list[Image.Image]
 ) -> None:
     clip_t = factory.make("clip-t")
-    qwen_t = factory.make("qwen-t")
     captioner = factory.captioner()
     clip_t.embed(pictures[:2])
     cached = captioner.cached_count()
-    qwen_t.embed(pictures[:2])
-    assert captioner.cached_count() == cached
-    assert getattr(clip_t, "captioner") is getattr(qwen_t, "captioner")  # noqa: B009
+    for name in ("qwen-t", "qwen-t-minilm"):
+        other = factory.make(name)
+        other.embed(pictures[:2])
+        assert captioner.cached_count() == cached
+        assert getattr(other, "captioner") is getattr(clip_t, "captioner")  # noqa: B009
+
+
+def test_qwen_t_embeds_the_vlm_caption_with_clip_text_as_the_paper_does(
+    factory: BaselineFactory, pictures: list[Image.Image]
+) -> None:
+    qwen_t = factory.make("qwen-t")
+    assert isinstance(qwen_t, CaptionTextEmbedder) and qwen_t.name == "qwen-t"
+    assert isinstance(qwen_t.encoder, ClipTextEncoder)
+    captions = qwen_t.captions(pictures)
+    assert all(len(caption.split()) <= 30 for caption in captions)
+    expected = ClipTextEncoder(factory.clip()).encode(captions)
+    np.testing.assert_allclose(qwen_t.embed(pictures), expected, atol=1e-6)
+
+
+def test_qwen_t_minilm_embeds_the_same_captions_with_minilm(
+    factory: BaselineFactory, pictures: list[Image.Image]
+) -> None:
+    minilm = factory.make("qwen-t-minilm")
+    assert isinstance(minilm, CaptionTextEmbedder) and minilm.name == "qwen-t-minilm"
+    assert isinstance(minilm.encoder, MiniLMTextEncoder)
+    qwen_t = factory.make("qwen-t")
+    assert isinstance(qwen_t, CaptionTextEmbedder)
+    captions = minilm.captions(pictures)
+    assert captions == qwen_t.captions(pictures)
+    expected = factory.minilm().encode(captions)
+    np.testing.assert_allclose(minilm.embed(pictures), expected, atol=1e-6)
 
 
 def test_captions_have_at_most_thirty_words(

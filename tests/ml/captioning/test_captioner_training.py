@@ -11,6 +11,7 @@ import torch
 from ml.captioning.captioner import load_captioner
 from ml.captioning.captioner_training import (
     CaptionerTrainConfig,
+    CaptionSamples,
     _main,
     caption_samples,
     read_seed_groups,
@@ -110,6 +111,70 @@ def test_group_samples_take_k_images_of_their_group(tmp_path: Path) -> None:
     sample = samples[(0, 9)]
     assert len(sample.images) == len(samples.pick((0, 9)).image_paths)
     assert sample.answer == CAPTIONS[1]
+
+
+def test_each_group_image_is_also_a_sample_of_its_own_with_the_group_caption(
+    tmp_path: Path,
+) -> None:
+    data = write_export(tmp_path / "export")
+    groups = read_seed_groups(data / "seed_group.json")
+    config = tiny_config(data, tmp_path / "run", tmp_path, use_single_images=False)
+    samples = caption_samples(config)
+    assert isinstance(samples, CaptionSamples)
+    expected = [((path,), group.caption) for group in groups for path in group.image_paths]
+    assert [(s.image_paths, s.caption) for s in samples.singles] == expected
+    assert len(samples) == 8 + 2  # every image alone, then one draw per group
+    alone = samples[(0, 0)]
+    assert len(alone.images) == 1 and alone.answer == CAPTIONS[0]
+    assert samples[(0, 8)].answer == CAPTIONS[0] and len(samples[(0, 8)].images) >= 2
+
+
+def test_without_group_images_alone_the_groups_give_only_group_samples(tmp_path: Path) -> None:
+    data = write_export(tmp_path / "export")
+    config = tiny_config(
+        data, tmp_path / "run", tmp_path, use_single_images=False, group_images_alone=False
+    )
+    samples = caption_samples(config)
+    assert isinstance(samples, CaptionSamples)
+    assert samples.singles == [] and len(samples) == 2
+    assert all(len(samples.pick((0, index)).image_paths) >= 2 for index in (0, 1))
+
+
+def test_group_images_alone_can_be_the_only_samples_as_in_the_release(tmp_path: Path) -> None:
+    data = write_export(tmp_path / "export")
+    config = tiny_config(
+        data, tmp_path / "run", tmp_path, use_single_images=False, use_groups=False
+    )
+    samples = caption_samples(config)
+    assert isinstance(samples, CaptionSamples)
+    assert samples.groups == [] and len(samples) == len(samples.singles) == 8
+    with pytest.raises(ValueError, match="nothing to train"):
+        tiny_config(
+            data,
+            tmp_path / "run",
+            tmp_path,
+            use_single_images=False,
+            use_groups=False,
+            group_images_alone=False,
+        ).validate()
+
+
+def test_a_group_image_the_jsonl_already_pairs_with_its_group_caption_is_not_doubled(
+    tmp_path: Path,
+) -> None:
+    data = write_export(tmp_path / "export")  # the jsonl holds every group image already
+    jsonl = data / "anonymous_captions_train.jsonl"
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    rows[0]["caption"] = "An own caption of one {Object}."
+    jsonl.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    samples = caption_samples(tiny_config(data, tmp_path / "run", tmp_path))
+    assert isinstance(samples, CaptionSamples)
+    # Eight jsonl pairs, the one image whose jsonl caption differs once more under its group's
+    # caption, then one draw per group.
+    assert len(samples.singles) == 9 and len(samples) == 9 + 2
+    first = data / "images" / f"{rows[0]['image_hash']}.png"
+    captions = sorted(s.caption for s in samples.singles if s.image_paths == (first,))
+    assert captions == sorted(["An own caption of one {Object}.", CAPTIONS[0]])
 
 
 def test_training_lowers_the_loss_and_saves_a_loadable_captioner(

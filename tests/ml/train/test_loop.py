@@ -1,9 +1,11 @@
-"""The training loop on a toy task (a linear fit): it learns, resumes exactly, honours a stop
-request, writes its metrics and reports progress sparingly."""
+"""The training loop on a toy task (a linear fit): it learns, resumes exactly on the same LR
+schedule, honours a stop request, writes its metrics and reports progress sparingly."""
 
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from torch.utils.data import TensorDataset
 
 from ml.callbacks import ThrottledProgress
 from ml.train import METRICS_FILE, LoopConfig, LoopContext, StepOutput, Task, run_training
+from ml.train.run_state import lr_factor
 
 WEIGHTS = torch.tensor([2.0, -3.0, 0.5])
 
@@ -110,6 +113,54 @@ def test_a_stopped_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
     assert second.resumed_from == first.checkpoint and second.global_step == 20
     for left, right in zip(straight.model.parameters(), again.model.parameters(), strict=True):
         assert torch.equal(left, right)
+
+
+def _lrs(output_dir: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (output_dir / METRICS_FILE).read_text().splitlines()]
+    return {row["step"]: row["lr"] for row in rows}
+
+
+def test_a_run_stopped_by_max_steps_can_keep_the_schedule_of_its_epochs(tmp_path: Path) -> None:
+    # 64 points in batches of 8: 8 steps an epoch, 40 in 5 epochs; the run stops at 16.
+    kept = run_training(
+        _config(tmp_path / "kept", max_steps=16, log_every=1, schedule_over_epochs=True),
+        _Toy().build,
+    )
+    squeezed = run_training(_config(tmp_path / "squeezed", max_steps=16, log_every=1), _Toy().build)
+    assert kept.global_step == squeezed.global_step == kept.total_steps == 16
+    kept_lr = _lrs(tmp_path / "kept")
+    squeezed_lr = _lrs(tmp_path / "squeezed")
+    # The lr logged at a step is the one the next step uses: the cosine at that step.
+    assert kept_lr[16] == pytest.approx(0.3 * lr_factor(16, 40, 0, 0.0))
+    assert kept_lr[16] == pytest.approx(0.3 * 0.5 * (1 + math.cos(math.pi * 16 / 40)))
+    assert squeezed_lr[16] == pytest.approx(0.3 * lr_factor(16, 16, 0, 0.0)) == 0.0
+    assert all(kept_lr[step] > squeezed_lr[step] for step in range(1, 17))
+
+
+def test_a_run_on_the_schedule_of_its_epochs_resumes_past_max_steps_on_the_same_curve(
+    tmp_path: Path,
+) -> None:
+    straight = _Toy()
+    run_training(
+        _config(tmp_path / "straight", log_every=1, schedule_over_epochs=True), straight.build
+    )
+    config = _config(tmp_path / "resumed", log_every=1, schedule_over_epochs=True)
+    first = run_training(replace(config, max_steps=16), _Toy().build)
+    assert first.global_step == 16 and first.checkpoint is not None
+    again = _Toy()
+    second = run_training(config, again.build)
+    assert second.resumed_from == first.checkpoint and second.global_step == 40
+    assert _lrs(tmp_path / "resumed") == pytest.approx(_lrs(tmp_path / "straight"))
+    for left, right in zip(straight.model.parameters(), again.model.parameters(), strict=True):
+        assert torch.equal(left, right)
+
+
+def test_resuming_onto_another_lr_schedule_is_refused(tmp_path: Path) -> None:
+    config = _config(tmp_path, max_steps=16)
+    run_training(config, _Toy().build)
+    # Without schedule_over_epochs the cosine was fitted into 16 steps; 40 would jump up it.
+    with pytest.raises(ValueError, match="schedule of 16 steps, but this config gives 40"):
+        run_training(replace(config, max_steps=None), _Toy().build)
 
 
 def test_progress_is_reported_sparingly(tmp_path: Path) -> None:
