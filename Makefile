@@ -34,8 +34,11 @@ lint: $(VENV)/.installed-dev
 
 # On PostgreSQL, the tests marked both_databases (concurrency, review integrity, jobs) run
 # a second time on the default SQLite.
+# The suite runs in PYTEST_WORKERS processes (pytest-xdist), each with a run folder, test
+# database and Redis key prefix of its own; a test file stays in one process.
+PYTEST_WORKERS ?= 2
 test: lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
 	@case "$$DATABASE_URL" in postgres*) \
 	  echo "Again on SQLite: the tests marked both_databases"; \
-	  DATABASE_URL= RELSIM_TESTS_ON_SQLITE=1 $(VENV)/bin/pytest -m both_databases -p no:cacheprovider;; esac
+	  DATABASE_URL= RELSIM_TESTS_ON_SQLITE=1 $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile -m both_databases -p no:cacheprovider;; esac

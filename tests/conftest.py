@@ -47,7 +47,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The run's own folder (config.test_settings) goes with the run."""
     run_dir = os.environ.get("RELSIM_TEST_RUN_DIR", "")
-    if run_dir and Path(run_dir).name.startswith("relsim-test-"):
+    # Under pytest-xdist, each process removes only the folder it made.
+    own = os.environ.get("RELSIM_TEST_RUN_OWNER", "") == os.environ.get("PYTEST_XDIST_WORKER", "")
+    if run_dir and own and Path(run_dir).name.startswith("relsim-test-"):
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
