@@ -34,6 +34,8 @@ REVIEW = ("captions.review_caption",)
 EXPORT = ("training.add_job",)
 # Launching model jobs and choosing the active models: admins.
 MODELS = ("training.add_job", "training.change_trainedmodel")
+# Benchmark and judge runs, studies and their results: admins.
+EVALUATE = ("training.add_job", "evaluation.add_study")
 
 
 def safe_next(request: HttpRequest, default: str) -> str:

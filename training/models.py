@@ -18,6 +18,8 @@ class Job(models.Model):
         TRAIN_RELSIM = "train_relsim", "train relsim"
         EMBED = "embed", "embed images"
         EVALUATE = "evaluate", "evaluate"
+        BENCHMARK = "benchmark", "retrieval benchmark"
+        JUDGE = "judge", "judge retrievals"
 
     class Status(models.TextChoices):
         PENDING = "pending", "pending"
