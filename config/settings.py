@@ -268,6 +268,21 @@ RELSIM_REJECT_REASONS = env_list(
 RELSIM_VLM_PATH = env_str("RELSIM_VLM_PATH", "")
 RELSIM_TEXT_ENCODER_PATH = env_str("RELSIM_TEXT_ENCODER_PATH", "")
 
+# --- The automatic judge: an OpenAI-compatible chat endpoint (API root, e.g. ".../v1"),
+# the defaults of the judge form. The key stays in the environment: it is never stored.
+RELSIM_JUDGE_URL = env_str("RELSIM_JUDGE_URL", "").strip()
+if RELSIM_JUDGE_URL and not RELSIM_JUDGE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(
+        f"RELSIM_JUDGE_URL must start with http:// or https://, not {RELSIM_JUDGE_URL!r}"
+    )
+RELSIM_JUDGE_MODEL = env_str("RELSIM_JUDGE_MODEL", "").strip()
+RELSIM_JUDGE_API_KEY = env_str("RELSIM_JUDGE_API_KEY", "").strip()
+
+# --- A/B studies: answers one participant may send per window of seconds. A person needs a
+# second or more per trial; a faster stream is a script or a stuck key.
+RELSIM_STUDY_ANSWER_BURST = env_int("RELSIM_STUDY_ANSWER_BURST", 30, minimum=1)
+RELSIM_STUDY_ANSWER_WINDOW_S = env_int("RELSIM_STUDY_ANSWER_WINDOW_S", 10, minimum=1)
+
 # --- Celery: a broker that needs no server by default, Redis (or AMQP) when configured.
 CELERY_BROKER_URL = env_url(
     "CELERY_BROKER_URL", "filesystem://", schemes=("filesystem", "redis", "rediss", "amqp")

@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from config.health import healthz
 from config.media import media_file
 from curation import views as curation_views
 
@@ -18,6 +19,7 @@ urlpatterns = [
     path("", curation_views.home, name="home"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("healthz/", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     # Images only for signed-in users, with DEBUG on or off; a deployment may still serve
     # them from its web server, behind the same check.
@@ -25,4 +27,5 @@ urlpatterns = [
     path("", include("curation.urls")),
     path("", include("captions.urls")),
     path("", include("training.urls")),
+    path("", include("evaluation.urls")),
 ]

@@ -107,3 +107,47 @@ def test_many_annotators_answering_at_once_lose_no_label(make_user: Any, png_fac
     assert InterestLabel.objects.count() == 48
     labelled = set(InterestLabel.objects.values_list("image_id", flat=True))
     assert labelled == set(Image.objects.values_list("pk", flat=True))
+
+
+def test_a_study_answer_sent_twice_at_once_is_stored_once_without_an_error(
+    png_factory: Any,
+) -> None:
+    """The double submit that two connections race: both unique indexes of an answer
+    (participant + trial, participant + position) see the second insert, and neither may
+    turn it into a 500."""
+    from evaluation.models import Answer
+    from evaluation.study_services import study_create
+    from tests.evaluation.study_data import finished_benchmark
+
+    study = study_create(
+        name="race",
+        benchmark=finished_benchmark(png_factory),
+        reference_method="relsim:1",
+        baselines=["phash", "clip-i"],
+        trials_per_participant=6,
+        catch_per_participant=0,
+    ).study
+    study.is_open = True
+    study.save()
+    client = Client(raise_request_exception=False)
+    entry = client.post(reverse("study_entry", args=[study.slug]), {"agree": "yes"})
+    token = entry["Location"].split("/")[3]
+    url = reverse("participant_answer", args=[token])
+    for position in range(6):
+        codes = _race_one_answer(url, position)
+        assert sorted(codes) == [302, 302, 302], codes
+    answers = Answer.objects.filter(participant__token=token)
+    assert answers.count() == 6
+    assert sorted(answers.values_list("position", flat=True)) == list(range(6))
+
+
+def _race_one_answer(url: str, position: int) -> list[int]:
+    """Three browsers send the same trial's answer at once, each a different choice."""
+    codes: list[int] = []
+
+    def send(choice: str) -> None:
+        data = {"position": position, "choice": choice, "response_ms": 900}
+        codes.append(Client(raise_request_exception=False).post(url, data).status_code)
+
+    _together([lambda c=choice: send(c) for choice in ("left", "right", "same")])
+    return codes

@@ -19,12 +19,22 @@ from django.conf import settings
 from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
+from django.utils import timezone
 
 from captions.services import caption_create
 from core.roles import assign_role
 from curation.intake import normalise_image
 from curation.models import Image
 from curation.services import group_create, image_store
+from evaluation.models import (
+    Assignment,
+    BenchmarkRun,
+    JudgeRun,
+    Participant,
+    Study,
+    StudyText,
+    Trial,
+)
 from training.models import Job, TrainedModel
 
 pytestmark = pytest.mark.both_databases
@@ -47,6 +57,8 @@ ADMIN: Answers = (LOGIN, 403, 403, 200)
 ADMIN_ACT: Answers = (LOGIN, 403, 403, 302)
 # The method check runs before the login check, for everyone.
 NOT_ALLOWED: Answers = (405, 405, 405, 405)
+# Open to anyone who holds the link.
+OPEN: Answers = (200, 200, 200, 200)
 
 
 @dataclass(frozen=True)
@@ -59,13 +71,15 @@ class Rule:
 
 # route -> example URL, answers to GET, answers to POST, POST body.
 # Placeholders: {image} {other_image} {group} {caption} {job} {failed_job} {running_job}
-# {media} {order} {model}.
+# {media} {order} {model} {study} {trial} {benchmark} {judge}.
 # fmt: off
 RULES: dict[str, Rule] = {
     "": Rule("/", SIGNED_IN, SIGNED_IN),
     # Django's own sign-in pages: open to everyone.
     "login/": Rule("/login/", (200, 200, 200, 200), (200, 200, 200, 200)),
     "logout/": Rule("/logout/", NOT_ALLOWED, (200, 200, 200, 200)),
+    # The liveness check: open to everyone, no database.
+    "healthz/": Rule("/healthz/", (200, 200, 200, 200), NOT_ALLOWED),
     "media/<path:path>": Rule("/media/{media}", SIGNED_IN, NOT_ALLOWED),
     # curation
     "pool/": Rule("/pool/", ANNOTATE, NOT_ALLOWED),
@@ -156,10 +170,78 @@ RULES: dict[str, Rule] = {
     # Without ?a=&b= (GET) or a JSON body (POST) the API answers a 400 JSON error.
     "api/relsim-score/": Rule(
         "/api/relsim-score/", (LOGIN, 400, 400, 400), (LOGIN, 400, 400, 400)),
+    # evaluation: studies (admins)
+    "evaluation/": Rule("/evaluation/", ADMIN, NOT_ALLOWED),
+    # An empty form: an admin gets it back with its errors.
+    "evaluation/studies/new/": Rule("/evaluation/studies/new/", ADMIN, (LOGIN, 403, 403, 400)),
+    "evaluation/studies/<int:study_id>/": Rule("/evaluation/studies/{study}/", ADMIN, NOT_ALLOWED),
+    "evaluation/studies/<int:study_id>/open/": Rule(
+        "/evaluation/studies/{study}/open/", NOT_ALLOWED, ADMIN_ACT, {"open": "0"}),
+    "evaluation/studies/<int:study_id>/text/": Rule(
+        "/evaluation/studies/{study}/text/", NOT_ALLOWED, ADMIN_ACT,
+        {"consent": "c", "instructions": "i"}),
+    "evaluation/studies/<int:study_id>/preview/": Rule(
+        "/evaluation/studies/{study}/preview/", ADMIN, NOT_ALLOWED),
+    "evaluation/studies/<int:study_id>/preview/<int:trial_id>/<str:slot>.png": Rule(
+        "/evaluation/studies/{study}/preview/{trial}/left.png", ADMIN, NOT_ALLOWED),
+    "evaluation/participants/<int:participant_id>/exclude/": Rule(
+        "/evaluation/participants/{participant}/exclude/", NOT_ALLOWED, ADMIN_ACT,
+        {"excluded": "1"}),
+    "evaluation/participants/<int:participant_id>/delete/": Rule(
+        "/evaluation/participants/{participant}/delete/", NOT_ALLOWED, ADMIN_ACT),
+    # evaluation: the participant's pages. No account: the study link and the participant's
+    # token are what open them, for whoever holds them (see PARTICIPANT below).
+    "study/<str:slug>/": Rule("/study/{slug}/", OPEN, (302, 302, 302, 302), {"agree": "yes"}),
+    "study/p/<str:token>/start/": Rule("/study/p/{token}/start/", OPEN, NOT_ALLOWED),
+    "study/p/<str:token>/": Rule("/study/p/{token}/", OPEN, NOT_ALLOWED),
+    "study/p/<str:token>/answer/": Rule(
+        "/study/p/{token}/answer/", NOT_ALLOWED, (302, 302, 302, 302),
+        {"position": "0", "choice": "left"}),
+    # Not finished: sent back to the trials.
+    "study/p/<str:token>/done/": Rule("/study/p/{token}/done/", (302, 302, 302, 302), NOT_ALLOWED),
+    "study/p/<str:token>/img/<int:position>/<str:slot>.png": Rule(
+        "/study/p/{token}/img/0/query.png", OPEN, NOT_ALLOWED),
+    # evaluation: study results
+    "evaluation/studies/<int:study_id>/results/": Rule(
+        "/evaluation/studies/{study}/results/", ADMIN, NOT_ALLOWED),
+    "evaluation/studies/<int:study_id>/results.png": Rule(
+        "/evaluation/studies/{study}/results.png", ADMIN, NOT_ALLOWED),
+    "evaluation/studies/<int:study_id>/results.pdf": Rule(
+        "/evaluation/studies/{study}/results.pdf", ADMIN, NOT_ALLOWED),
+    "evaluation/studies/<int:study_id>/answers.csv": Rule(
+        "/evaluation/studies/{study}/answers.csv", ADMIN, NOT_ALLOWED),
+    "evaluation/studies/<int:study_id>/answers.json": Rule(
+        "/evaluation/studies/{study}/answers.json", ADMIN, NOT_ALLOWED),
+    "evaluation/studies/<int:study_id>/data-dictionary/": Rule(
+        "/evaluation/studies/{study}/data-dictionary/", ADMIN, NOT_ALLOWED),
+    # {trial} is an A/B trial not yet sent: an admin's POST proposes a group, then redirects.
+    "evaluation/trials/<int:trial_id>/to-curation/": Rule(
+        "/evaluation/trials/{trial}/to-curation/", NOT_ALLOWED, ADMIN_ACT),
+    # evaluation: benchmark and judge runs
+    "evaluation/benchmarks/": Rule("/evaluation/benchmarks/", ADMIN, NOT_ALLOWED),
+    # An empty form: an admin gets it back with its errors.
+    "evaluation/benchmarks/new/": Rule("/evaluation/benchmarks/new/", ADMIN, ADMIN),
+    "evaluation/benchmarks/<int:run_id>/": Rule(
+        "/evaluation/benchmarks/{benchmark}/", ADMIN, NOT_ALLOWED),
+    # Same for the judge form of a complete benchmark run.
+    "evaluation/benchmarks/<int:run_id>/judge/": Rule(
+        "/evaluation/benchmarks/{benchmark}/judge/", ADMIN, ADMIN),
+    "evaluation/judge/<int:judge_id>/": Rule("/evaluation/judge/{judge}/", ADMIN, NOT_ALLOWED),
+    # Refused (no key) or resumed, an admin is sent back to the judge run: a redirect.
+    "evaluation/judge/<int:judge_id>/resume/": Rule(
+        "/evaluation/judge/{judge}/resume/", NOT_ALLOWED, ADMIN_ACT),
 }
 # fmt: on
 # Pages anyone may see without signing in.
-PUBLIC = {"login/", "logout/"}
+PUBLIC = {"login/", "logout/", "healthz/"} | {r for r in RULES if r.startswith("study/")}
+# A study participant: no account, their study's pages through their session. Everywhere
+# else they get what an anonymous visitor gets.
+PARTICIPANT: dict[str, tuple[Answer, Answer]] = {
+    route: (RULES[route].get[0], RULES[route].post[0]) for route in PUBLIC if route in RULES
+} | {
+    # The study link takes a participant who already consented back to their trials.
+    "study/<str:slug>/": (302, 302),
+}
 
 
 def _project_routes() -> list[str]:
@@ -187,7 +269,23 @@ def test_every_url_pattern_has_a_permission_rule() -> None:
 
 def test_each_rule_example_reaches_its_own_pattern() -> None:
     dummy = dict.fromkeys(
-        ("image", "other_image", "group", "caption", "job", "failed_job", "running_job", "order"),
+        (
+            "image",
+            "other_image",
+            "group",
+            "caption",
+            "job",
+            "failed_job",
+            "running_job",
+            "order",
+            "study",
+            "trial",
+            "participant",
+            "slug",
+            "token",
+            "benchmark",
+            "judge",
+        ),
         "1",
     )
     wrong = {
@@ -231,12 +329,37 @@ def world(db: Any, django_user_model: Any, png_factory: Any, data_dir: Path) -> 
     model = TrainedModel.objects.create(
         kind=TrainedModel.Kind.RELSIM, name="m", folder=str(data_dir / "models" / "m")
     )
+    study = Study.objects.create(name="s", reference_method="relsim", baselines=["dino"])
+    trial = Trial.objects.create(
+        study=study,
+        query=images[0],
+        image_a=images[1],
+        image_b=images[2],
+        method_a="relsim",
+        method_b="dino",
+    )
+    study.is_open = True
+    study.save()
+    text = StudyText.objects.create(study=study, version=1, consent="c", instructions="i")
+    participant = Participant.objects.create(study=study, text=text, trial_count=1)
+    Assignment.objects.create(participant=participant, trial=trial, position=0, a_on_left=True)
+    benchmark = BenchmarkRun.objects.create(
+        name="b", methods={"phash": {"label": "phash"}}, finished_at=timezone.now()
+    )
+    judge = JudgeRun.objects.create(
+        benchmark=benchmark, endpoint="http://127.0.0.1:9/v1", model_name="m", methods=["phash"]
+    )
     return {
         "users": users,
+        "participant": participant,
         "images": images,
         "group": group,
         "caption": caption,
         "model": model,
+        "study": study,
+        "trial": trial,
+        "benchmark": benchmark,
+        "judge": judge,
         **jobs,
     }
 
@@ -252,6 +375,13 @@ def _values(world: dict[str, Any]) -> dict[str, str]:
         "failed_job": str(world["failed_job"].pk),
         "running_job": str(world["running_job"].pk),
         "model": str(world["model"].pk),
+        "study": str(world["study"].pk),
+        "trial": str(world["trial"].pk),
+        "participant": str(world["participant"].pk),
+        "slug": world["study"].slug,
+        "token": world["participant"].token,
+        "benchmark": str(world["benchmark"].pk),
+        "judge": str(world["judge"].pk),
         "media": first.file.name,
         "order": f"{second.pk},{first.pk}",
     }
@@ -290,6 +420,30 @@ def test_each_role_gets_the_expected_answer_from_every_pattern(
             if got != answers[column]:
                 wrong.append(f"{method.upper()} {url}: {got}, expected {answers[column]}")
     assert wrong == [], f"as {role}:\n" + "\n".join(wrong)
+
+
+def test_a_study_participant_reaches_their_study_and_nothing_else(world: dict[str, Any]) -> None:
+    """The participant role: a browser that consented to a study (its session holds the
+    participant's token) gets the study's pages, and elsewhere what anyone anonymous gets."""
+    values = _values(world)
+    client = Client(raise_request_exception=False)
+    wrong = []
+    for route in sorted(RULES):
+        rule = RULES[route]
+        url = rule.url.format(**values)
+        data = {key: value.format(**values) for key, value in rule.data.items()}
+        expected = PARTICIPANT.get(route, (rule.get[0], rule.post[0]))
+        for method, answer in zip(("get", "post"), expected, strict=True):
+            with transaction.atomic():
+                client.cookies.clear()
+                entry = client.post(f"/study/{values['slug']}/", {"agree": "yes"})
+                assert entry.status_code == 302 and "/study/p/" in entry["Location"]
+                response = getattr(client, method)(url, data if method == "post" else {})
+                got = _answer(response)
+                transaction.set_rollback(True)
+            if got != answer:
+                wrong.append(f"{method.upper()} {url}: {got}, expected {answer}")
+    assert wrong == [], "as a participant:\n" + "\n".join(wrong)
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -296,3 +296,9 @@
     }
   });
 })();
+
+// A form that destroys data asks first (data-confirm holds the question).
+document.addEventListener("submit", (event) => {
+  const question = event.target.dataset ? event.target.dataset.confirm : undefined;
+  if (question && !window.confirm(question)) event.preventDefault();
+});

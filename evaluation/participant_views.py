@@ -1,0 +1,305 @@
+"""The participant's pages: no account, a study link. Consent, instructions, trials answered
+one at a time (each answer saved when given), and the completion code. A participant holds a
+token in their link and in their session, and reaches their own study and nothing else."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+)
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from evaluation.answer_sql import participant_with_study
+from evaluation.models import Assignment, Participant, Study, StudyText
+from evaluation.study_forms import AnswerForm, ConsentForm
+from evaluation.study_services import (
+    Progress,
+    StudyError,
+    answer_record,
+    participant_can_continue,
+    participant_progress,
+    participant_start,
+)
+
+PROLIFIC_COMPLETE = "https://app.prolific.com/submissions/complete?cc="
+SLOTS = ("query", "left", "right")
+
+
+def _session_key(study: Study) -> str:
+    return f"study-participant-{study.pk}"
+
+
+def _latest_text(study: Study) -> StudyText:
+    text = study.texts.order_by("-version").first()
+    if text is None:
+        raise Http404("This study has no consent form yet.")
+    return text
+
+
+def _open_study(slug: str) -> Study:
+    study = get_object_or_404(Study, slug=slug)
+    if not study.is_open:
+        raise Http404("This study is not open.")
+    return study
+
+
+def _participant(token: str) -> Participant:
+    participant = participant_with_study(token)
+    if participant is None:
+        raise Http404("No such participant.")
+    if not participant.study.is_open:
+        raise Http404("This study is not open.")
+    return participant
+
+
+def _message(request: HttpRequest, title: str, text: str, status: int = 200) -> HttpResponse:
+    context = {"title": title, "text": text}
+    # htmx swaps the trial for the message; a plain request gets the whole page.
+    template = "evaluation/participate/message.html"
+    if getattr(request, "htmx", False):
+        template += "#trial"
+    return render(request, template, context, status=status)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def study_entry(request: HttpRequest, slug: str) -> HttpResponse:
+    """The study link: consent (with Prolific's parameters carried through), or the way
+    back into a session this browser already started."""
+    study = _open_study(slug)
+    token = request.session.get(_session_key(study))
+    if token:
+        # A second consent from the same browser (back button, a new tab) is the same person.
+        known = Participant.objects.filter(token=token, study=study).first()
+        if known is not None and participant_can_continue(known):
+            return redirect("participant_trial", token=token)
+    text = _latest_text(study)
+    if request.method == "GET":
+        form = ConsentForm(initial={k: request.GET.get(k, "") for k in _PLATFORM_KEYS})
+        bad = [k for k in _PLATFORM_KEYS if request.GET.get(k) and not _valid_platform(k, request)]
+        if bad:
+            return _message(
+                request, "This link is not valid", f"Check the link: {', '.join(bad)}.", 400
+            )
+        return render(
+            request,
+            "evaluation/participate/consent.html",
+            {"study": study, "text": text, "form": form},
+        )
+    form = ConsentForm(request.POST)
+    if not form.is_valid():
+        return render(
+            request,
+            "evaluation/participate/consent.html",
+            {"study": study, "text": text, "form": form},
+            status=400,
+        )
+    if form.cleaned_data["agree"] != "yes":
+        return _screened_out(request, study)
+    try:
+        started = participant_start(
+            study=study,
+            text=text,
+            platform=form.platform(),
+            viewport=form.cleaned_data.get("viewport") or "",
+        )
+    except StudyError as error:
+        return _message(request, "Thank you", str(error), 409)
+    request.session[_session_key(study)] = started.participant.token
+    if started.resumed:
+        return redirect("participant_trial", token=started.participant.token)
+    return redirect("participant_instructions", token=started.participant.token)
+
+
+_PLATFORM_KEYS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
+
+
+def _valid_platform(key: str, request: HttpRequest) -> bool:
+    form = ConsentForm({"agree": "yes", key: request.GET.get(key, "")})
+    return form.is_valid()
+
+
+def _screened_out(request: HttpRequest, study: Study) -> HttpResponse:
+    code = study.screenout_code
+    context = {"study": study, "code": code, "redirect": PROLIFIC_COMPLETE + code if code else ""}
+    return render(request, "evaluation/participate/screened_out.html", context)
+
+
+@never_cache
+@require_GET
+def participant_instructions(request: HttpRequest, token: str) -> HttpResponse:
+    participant = _participant(token)
+    context = {"participant": participant, "study": participant.study, "text": participant.text}
+    return render(request, "evaluation/participate/instructions.html", context)
+
+
+def _slot_url(participant: Participant, position: int, slot: str) -> str:
+    return reverse(
+        "participant_image",
+        kwargs={"token": participant.token, "position": position, "slot": slot},
+    )
+
+
+def _trial_context(participant: Participant, progress: Progress) -> dict[str, object] | None:
+    position = progress.position
+    if position is None:
+        return None
+    following = progress.following
+    total = progress.total
+    return {
+        "participant": participant,
+        "study": participant.study,
+        "position": position,
+        "number": progress.answered + 1,
+        "total": total,
+        "percent": round(100 * progress.answered / total) if total else 0,
+        "images": {slot: _slot_url(participant, position, slot) for slot in SLOTS},
+        # Fetched while this trial is on screen, so the next one shows at once.
+        "preload": [_slot_url(participant, following, s) for s in SLOTS]
+        if following is not None
+        else [],
+        "answer_url": reverse("participant_answer", kwargs={"token": participant.token}),
+    }
+
+
+def _done_url(participant: Participant) -> str:
+    return reverse("participant_done", kwargs={"token": participant.token})
+
+
+@never_cache
+@require_GET
+def participant_trial(request: HttpRequest, token: str) -> HttpResponse:
+    """The next unanswered trial: a reload, the back button or a new tab all land here."""
+    participant = _participant(token)
+    if participant.finished_at is not None:
+        return redirect(_done_url(participant))
+    if not participant_can_continue(participant):
+        return _message(
+            request,
+            "This session has expired",
+            "Please return the study on your platform.",
+            410,
+        )
+    context = _trial_context(participant, participant_progress(participant))
+    if context is None:
+        return redirect(_done_url(participant))
+    return render(request, "evaluation/participate/trial.html", context)
+
+
+def _rate_limited(participant: Participant) -> bool:
+    """More answers in the window than settings.RELSIM_STUDY_ANSWER_BURST (per web process:
+    the default cache is the process's own)."""
+    key = f"study-answers-{participant.pk}"
+    window = settings.RELSIM_STUDY_ANSWER_WINDOW_S
+    cache.add(key, 0, window)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, window)
+        count = 1
+    return bool(count > settings.RELSIM_STUDY_ANSWER_BURST)
+
+
+@never_cache
+@require_POST
+def participant_answer(request: HttpRequest, token: str) -> HttpResponse:
+    """Save one answer, then show the next trial (htmx) or redirect to it. Sending the same
+    answer again is harmless: the first one stands."""
+    participant = _participant(token)
+    if not participant_can_continue(participant) and participant.finished_at is None:
+        return _message(request, "This session has expired", "Please return the study.", 410)
+    if _rate_limited(participant):
+        return _message(request, "Slow down", "Too many answers at once; try again.", 429)
+    form = AnswerForm(request.POST)
+    if not form.is_valid():
+        problems = "; ".join(
+            f"{name}: {' '.join(str(e) for e in errors)}" for name, errors in form.errors.items()
+        )
+        return _message(request, "That answer could not be read", problems, 400)
+    try:
+        recorded = answer_record(
+            participant=participant,
+            position=form.cleaned_data["position"],
+            choice=form.cleaned_data["choice"],
+            response_ms=form.cleaned_data.get("response_ms"),
+            viewport=form.cleaned_data.get("viewport") or "",
+        )
+    except StudyError as error:
+        return _message(request, "That answer could not be saved", str(error), 400)
+    if recorded.finished:
+        if getattr(request, "htmx", False):
+            response = HttpResponse(status=204)
+            response["HX-Redirect"] = _done_url(participant)
+            return response
+        return redirect(_done_url(participant))
+    if getattr(request, "htmx", False):
+        context = _trial_context(participant, recorded.progress)
+        if context is not None:
+            return render(request, "evaluation/participate/trial.html#trial", context)
+    return redirect("participant_trial", token=participant.token)
+
+
+@never_cache
+@require_GET
+def participant_done(request: HttpRequest, token: str) -> HttpResponse:
+    """The completion code, and the way back to Prolific - only once every answer is in."""
+    participant = _participant(token)
+    if participant.finished_at is None:
+        return redirect("participant_trial", token=participant.token)
+    study = participant.study
+    code = study.completion_code
+    back = PROLIFIC_COMPLETE + code if code and participant.platform_pid else ""
+    context = {"study": study, "code": code, "redirect": back}
+    return render(request, "evaluation/participate/done.html", context)
+
+
+@require_GET
+def participant_image(request: HttpRequest, token: str, position: int, slot: str) -> FileResponse:
+    """A trial's image by its place on screen: the URL says nothing of the method that found
+    it, and only the participant's own trials can be read."""
+    if slot not in SLOTS:
+        raise Http404("No such image")
+    participant = get_object_or_404(Participant, token=token)
+    assignment = get_object_or_404(
+        Assignment.objects.select_related("trial__query", "trial__image_a", "trial__image_b"),
+        participant=participant,
+        position=position,
+    )
+    trial = assignment.trial
+    left, right = (
+        (trial.image_a, trial.image_b) if assignment.a_on_left else (trial.image_b, trial.image_a)
+    )
+    image = {"query": trial.query, "left": left, "right": right}[slot]
+    try:
+        handle = image.file.open("rb")
+    except (FileNotFoundError, ValueError):
+        raise Http404("The image file is missing") from None
+    response = FileResponse(handle, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+def study_link(request: HttpRequest, study: Study, *, prolific: bool = False) -> str:
+    """The link to hand out; with Prolific's placeholders when it is for Prolific."""
+    url = request.build_absolute_uri(reverse("study_entry", kwargs={"slug": study.slug}))
+    if prolific:
+        query = urlencode(
+            {
+                "PROLIFIC_PID": "{{%PROLIFIC_PID%}}",
+                "STUDY_ID": "{{%STUDY_ID%}}",
+                "SESSION_ID": "{{%SESSION_ID%}}",
+            },
+            safe="{}%",
+        )
+        return f"{url}?{query}"
+    return url

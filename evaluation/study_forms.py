@@ -1,0 +1,122 @@
+"""Forms of the study builder (admins) and of the participant flow (no account)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from evaluation.models import Answer, BenchmarkRun
+from evaluation.study_services import DEFAULT_CONSENT, DEFAULT_INSTRUCTIONS
+
+_CODE = r"^[A-Za-z0-9_-]*$"
+
+
+def _method_choices(run: BenchmarkRun | None) -> list[tuple[str, str]]:
+    if run is None:
+        return []
+    return [
+        (key, str(info.get("label", key)) if isinstance(info, dict) else key)
+        for key, info in run.methods.items()
+    ]
+
+
+def default_reference(run: BenchmarkRun | None) -> str:
+    """The run's relsim method when it has one: the study asks whether relsim wins."""
+    for key, _ in _method_choices(run):
+        if key.startswith("relsim"):
+            return key
+    return ""
+
+
+class StudyForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    benchmark = forms.ModelChoiceField(
+        queryset=BenchmarkRun.objects.filter(finished_at__isnull=False),
+        help_text="A finished benchmark run: each trial pits two methods' top-1 for a query.",
+    )
+    reference_method = forms.ChoiceField(help_text="The method under study (relsim).")
+    baselines = forms.MultipleChoiceField(
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Each trial pits the reference against one of these.",
+    )
+    trials_per_participant = forms.IntegerField(min_value=1, max_value=500, initial=20)
+    catch_per_participant = forms.IntegerField(
+        min_value=0,
+        max_value=20,
+        initial=2,
+        help_text="Attention checks from curated groups; they flag, never reject.",
+    )
+    completion_code = forms.RegexField(
+        regex=_CODE,
+        max_length=64,
+        required=False,
+        help_text="Prolific's completion code; participants are sent back with it at the end.",
+    )
+    screenout_code = forms.RegexField(
+        regex=_CODE,
+        max_length=64,
+        required=False,
+        help_text="Prolific's code for those who decline consent.",
+    )
+    resume_hours = forms.IntegerField(
+        min_value=1, max_value=24 * 14, initial=24, help_text="How long a reload may resume."
+    )
+    consent = forms.CharField(widget=forms.Textarea(attrs={"rows": 6}), initial=DEFAULT_CONSENT)
+    instructions = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 5}), initial=DEFAULT_INSTRUCTIONS
+    )
+
+    def __init__(self, *args: Any, run: BenchmarkRun | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if run is None and self.is_bound:
+            wanted = str(self.data.get("benchmark", ""))
+            if wanted.isdigit():
+                run = BenchmarkRun.objects.filter(pk=int(wanted), finished_at__isnull=False).first()
+        choices = _method_choices(run)
+        for name in ("reference_method", "baselines"):
+            field = self.fields[name]
+            assert isinstance(field, forms.ChoiceField)
+            field.choices = choices
+        if run is not None:
+            self.fields["benchmark"].initial = run.pk
+            reference = default_reference(run)
+            self.fields["reference_method"].initial = reference
+            self.fields["baselines"].initial = [key for key, _ in choices if key != reference]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        reference, baselines = data.get("reference_method"), data.get("baselines") or []
+        if reference and reference in baselines:
+            self.add_error("baselines", "The reference method cannot also be a baseline.")
+        return data
+
+
+class StudyTextForm(forms.Form):
+    consent = forms.CharField(widget=forms.Textarea(attrs={"rows": 6}), max_length=20000)
+    instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}), max_length=20000)
+
+
+class ConsentForm(forms.Form):
+    agree = forms.ChoiceField(choices=[("yes", "I agree"), ("no", "I do not agree")])
+    # Prolific's URL parameters, carried through the consent form.
+    PROLIFIC_PID = forms.RegexField(regex=r"^[A-Za-z0-9]{1,64}$", required=False)
+    STUDY_ID = forms.RegexField(regex=r"^[A-Za-z0-9]{1,64}$", required=False)
+    SESSION_ID = forms.RegexField(regex=r"^[A-Za-z0-9]{1,64}$", required=False)
+    viewport = forms.RegexField(regex=r"^\d{1,5}x\d{1,5}$", required=False)
+
+    def platform(self) -> dict[str, str]:
+        data = self.cleaned_data
+        return {
+            "pid": data.get("PROLIFIC_PID") or "",
+            "study_id": data.get("STUDY_ID") or "",
+            "session_id": data.get("SESSION_ID") or "",
+        }
+
+
+class AnswerForm(forms.Form):
+    position = forms.IntegerField(min_value=0, max_value=100000)
+    choice = forms.ChoiceField(choices=Answer.Choice.choices)
+    # Milliseconds from the images being shown to the answer; None when the browser ran no JS.
+    response_ms = forms.IntegerField(min_value=0, max_value=24 * 3600 * 1000, required=False)
+    viewport = forms.RegexField(regex=r"^\d{1,5}x\d{1,5}$", required=False)

@@ -1,0 +1,118 @@
+"""A participant takes a study in a real browser: by taps on a phone, reloading midway, and by
+keys alone on a laptop. Every answer is stored once and the completion code comes last."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from evaluation.models import Answer, Participant, Study
+from evaluation.study_services import study_create
+from tests.e2e.support import LAPTOP, Page, ViewportSize, all_images_loaded, expect
+from tests.evaluation.study_data import finished_benchmark
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+PHONE: ViewportSize = {"width": 390, "height": 844}
+
+
+def _open_study(png_factory: Any, trials: int) -> Study:
+    run = finished_benchmark(png_factory)
+    study = study_create(
+        name="phone study",
+        benchmark=run,
+        reference_method="relsim:1",
+        baselines=["phash", "clip-i"],
+        trials_per_participant=trials,
+        catch_per_participant=1,
+        completion_code="DONE42",
+    ).study
+    study.is_open = True
+    study.save()
+    return study
+
+
+def _shown_trial(page: Page) -> int:
+    return int(page.locator("#trial-number").inner_text())
+
+
+def _wait_for_trial(page: Page, number: int) -> None:
+    expect(page.locator("#trial-number")).to_have_text(str(number))
+    # The answer timer starts when every image of the trial is on screen.
+    deadline = time.monotonic() + 15
+    while not all_images_loaded(page):
+        assert time.monotonic() < deadline, "the trial's images did not load"
+        time.sleep(0.05)
+
+
+def test_a_participant_on_a_phone_taps_through_reloads_and_gets_the_code(
+    open_page: Any, png_factory: Any
+) -> None:
+    study = _open_study(png_factory, trials=4)
+    page = open_page(viewport=PHONE)
+    page.goto(f"/study/{study.slug}/?PROLIFIC_PID=p0001&STUDY_ID=s1&SESSION_ID=x1")
+    page.locator("#agree").click()
+    expect(page.locator("#instructions-text")).to_be_visible()
+    page.locator("#start").click()
+    participant = Participant.objects.get(study=study)
+    assert participant.platform_pid == "p0001"
+    assert participant.viewport == "390x844"
+    total = participant.assignments.count()
+    assert total == 5
+
+    # Touch targets large enough for a finger.
+    for selector in ("#choose-left", "#choose-right", "#choose-same"):
+        box = page.locator(selector).bounding_box()
+        assert box is not None and box["height"] >= 44 and box["width"] >= 44
+
+    for number in (1, 2):
+        _wait_for_trial(page, number)
+        page.locator("#choose-left").click()
+    _wait_for_trial(page, 3)
+    # A reload midway resumes at the same trial, with nothing lost or doubled.
+    page.reload()
+    _wait_for_trial(page, 3)
+    assert Answer.objects.filter(participant=participant).count() == 2
+    # A double tap sends one answer.
+    page.locator("#choose-right").dblclick()
+    _wait_for_trial(page, 4)
+    page.locator("#choose-same").click()
+    _wait_for_trial(page, 5)
+    page.locator("#choose-left").click()
+
+    expect(page.locator("#completion-code")).to_have_text("DONE42")
+    answers = Answer.objects.filter(participant=participant)
+    assert answers.count() == total
+    assert answers.filter(response_ms__isnull=False).count() == total
+    assert set(answers.values_list("viewport", flat=True)) == {"390x844"}
+    participant.refresh_from_db()
+    assert participant.finished_at is not None
+    # The way back to Prolific carries the code, and only now.
+    back = page.locator("#back-to-platform")
+    assert back.get_attribute("href") == ("https://app.prolific.com/submissions/complete?cc=DONE42")
+
+
+def test_a_participant_on_a_laptop_answers_with_keys_only(open_page: Any, png_factory: Any) -> None:
+    study = _open_study(png_factory, trials=2)
+    page = open_page(viewport=LAPTOP)
+    page.goto(f"/study/{study.slug}/")
+    page.keyboard.press("Tab")
+    page.locator("#agree").focus()
+    page.keyboard.press("Enter")
+    page.locator("#start").focus()
+    page.keyboard.press("Enter")
+    participant = Participant.objects.get(study=study)
+    keys = ["ArrowLeft", "2", "ArrowRight"]
+    for number, key in enumerate(keys, start=1):
+        _wait_for_trial(page, number)
+        page.keyboard.press(key)
+    expect(page.locator("#completion-code")).to_have_text("DONE42")
+    choices = list(
+        Answer.objects.filter(participant=participant)
+        .order_by("created_at", "id")
+        .values_list("choice", flat=True)
+    )
+    assert choices == ["left", "same", "right"]
+    assert page.locator("#back-to-platform").count() == 0  # not from Prolific: no redirect
