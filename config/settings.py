@@ -267,6 +267,10 @@ RELSIM_REJECT_REASONS = env_list(
 # Empty means "build and use the tiny demo model in the data directory".
 RELSIM_VLM_PATH = env_str("RELSIM_VLM_PATH", "")
 RELSIM_TEXT_ENCODER_PATH = env_str("RELSIM_TEXT_ENCODER_PATH", "")
+# The CLIP (CLIPModel) and DINOv2 folders of the baselines. Empty: with the demo's VLM,
+# tiny random-weight stand-ins; with a real VLM, those baselines are not offered.
+RELSIM_CLIP_PATH = env_str("RELSIM_CLIP_PATH", "")
+RELSIM_DINO_PATH = env_str("RELSIM_DINO_PATH", "")
 
 # --- The automatic judge: an OpenAI-compatible chat endpoint (API root, e.g. ".../v1"),
 # the defaults of the judge form. The key stays in the environment: it is never stored.

@@ -151,6 +151,8 @@ RULES: dict[str, Rule] = {
     "models/import/": Rule("/models/import/", NOT_ALLOWED, ADMIN),
     # No worker takes the gpu queue here, so an admin's POST gets the form back saying so.
     "models/train-relsim/": Rule("/models/train-relsim/", ADMIN, ADMIN),
+    # No baseline named, so an admin is sent back to the models page saying so.
+    "models/baseline-index/": Rule("/models/baseline-index/", NOT_ALLOWED, ADMIN_ACT),
     # Same for the filter job's form.
     "models/filter/": Rule("/models/filter/", ADMIN, ADMIN),
     # {model} is a relsim model: an admin is sent back to the filter page saying so.

@@ -15,7 +15,7 @@ from captions.models import Caption, CaptionRevision
 from captions.text import word_edit_distance
 from core.splits import Split
 from curation.models import Group, Image
-from training.model_paths import TINY_VLM_FOLDER, is_tiny_vlm, vlm_path
+from training.model_paths import TINY_FINETUNE_RECIPE, TINY_VLM_FOLDER, is_tiny_vlm, vlm_path
 from training.models import Job, TrainedModel
 
 # Fewer distinct captions and the captioner only learns to repeat them.
@@ -26,17 +26,7 @@ DEFAULT_THRESHOLD = 0.5
 # The paper's recipe is CaptionerTrainConfig's own defaults (LoRA r 16 on q_proj and v_proj,
 # lr 2e-4, warmup 50, batch 32, 448 px); the demo's tiny VLM gets one it can learn with on a
 # CPU in a minute.
-CAPTIONER_TINY_RECIPE: dict[str, Any] = {
-    "image_size": 112,
-    "finetune": "full",
-    "freeze_vision": False,
-    "batch_size": 8,
-    "lr": 1e-3,
-    "warmup_steps": 5,
-    "epochs": 5,
-    "save_every": 50,
-    "log_every": 5,
-}
+CAPTIONER_TINY_RECIPE = TINY_FINETUNE_RECIPE
 # The tiny model writes noise: long drafts of it only cost time.
 TINY_MAX_NEW_TOKENS = 24
 

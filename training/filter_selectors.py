@@ -14,7 +14,7 @@ from django.db.models import Count, F, FloatField, Q, QuerySet, Value
 from django.db.models.functions import Floor, Least
 
 from curation.models import InterestLabel
-from training.model_paths import TINY_VLM_FOLDER, is_tiny_vlm, vlm_path
+from training.model_paths import TINY_FINETUNE_RECIPE, TINY_VLM_FOLDER, is_tiny_vlm, vlm_path
 from training.models import FilterScore, Job, TrainedModel
 
 # Too few of either class and the filter learns nothing worth scoring a pool with.
@@ -23,17 +23,7 @@ HISTOGRAM_BINS = 20
 
 # The paper's recipe is FilterTrainConfig's own defaults (LoRA on Qwen2.5-VL-7B); the demo's
 # tiny VLM gets one it can learn something with on a CPU in a minute.
-FILTER_TINY_RECIPE: dict[str, Any] = {
-    "image_size": 112,
-    "finetune": "full",
-    "freeze_vision": False,
-    "batch_size": 8,
-    "lr": 1e-3,
-    "warmup_steps": 5,
-    "epochs": 5,
-    "save_every": 50,
-    "log_every": 5,
-}
+FILTER_TINY_RECIPE = TINY_FINETUNE_RECIPE
 
 
 @dataclass(frozen=True)

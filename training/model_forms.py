@@ -1,4 +1,5 @@
-"""Forms of the model pages: import a checkpoint folder, train relsim, build an index.
+"""Forms of the model pages: import a checkpoint folder, train relsim, build an index of a
+relsim model or of a baseline.
 
 The training form's option fields are generated from ml's TrainConfig, so a new option
 appears in the form without touching it."""
@@ -17,6 +18,7 @@ from django import forms
 from core.errors import JobInputError
 from training.model_jobs import MIN_TRAIN_IMAGES, RESERVED_OPTIONS, TINY_RECIPE
 from training.model_selectors import (
+    BaselineChoice,
     NotARelsimCheckpoint,
     Recipe,
     approved_train_images,
@@ -80,6 +82,44 @@ class EmbedIndexForm(forms.Form):
         problem = gpu_worker_missing()
         if problem:
             raise forms.ValidationError(problem)
+        return data
+
+
+class BaselineIndexForm(forms.Form):
+    baseline = forms.ChoiceField(label="Baseline")
+    full = forms.BooleanField(
+        required=False,
+        label="Embed every image again",
+        help_text="Otherwise only images new since its last index are embedded.",
+    )
+    batch_size = forms.IntegerField(
+        min_value=1, max_value=1024, initial=32, required=False, help_text="Images per batch."
+    )
+
+    def __init__(self, *args: Any, choices: list[BaselineChoice], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.choices = {choice.name: choice for choice in choices}
+        field = self.fields["baseline"]
+        assert isinstance(field, forms.ChoiceField)
+        # Every baseline is a choice, so that one not available here gets its reason back.
+        field.choices = [(choice.name, choice.label) for choice in choices]
+        available = [choice.name for choice in choices if not choice.problem]
+        field.initial = "histogram" if "histogram" in available else next(iter(available), None)
+
+    def clean_baseline(self) -> str:
+        name: str = self.cleaned_data["baseline"]
+        problem = self.choices[name].problem
+        if problem:
+            raise forms.ValidationError(f"{problem[:1].upper()}{problem[1:]}.")
+        return name
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        choice = self.choices.get(data.get("baseline") or "")
+        if choice is not None and not choice.weight_free:
+            problem = gpu_worker_missing()
+            if problem:
+                raise forms.ValidationError(problem)
         return data
 
 

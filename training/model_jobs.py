@@ -1,25 +1,35 @@
-"""Runners of the model jobs: relsim training and embedding indexes. Each runs one of ml's
-command lines in a child process group (training.child_process) and records what it made
-(a TrainedModel, an EmbeddingIndex) only once its files are complete."""
+"""Runners of the model jobs: relsim training and embedding indexes (of a relsim model or of a
+baseline). Each runs one of ml's command lines in a child process group
+(training.child_process) and records what it made (a TrainedModel, an EmbeddingIndex) only
+once its files are complete."""
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from captions.export import ExportError, ExportOptions, dataset_export
 from core.errors import JobInputError
 from curation.models import Image
+from ml.search.baseline_models import BASELINE_MODELS
 from training import services
 from training.child_process import ChildOutcome, module_command, run_job_child
-from training.model_paths import is_tiny_vlm, text_encoder_path, vlm_path
+from training.model_paths import (
+    baseline_model,
+    baseline_model_folder,
+    is_tiny_vlm,
+    text_encoder_path,
+    vlm_path,
+)
 from training.models import EmbeddingIndex, Job, TrainedModel
 from training.reporting import JobReporter
 from training.runners import runner
@@ -27,6 +37,12 @@ from training.snapshots import snapshot_zip, train_records, unpacked
 from training.training_runs import checked_config, job_dir, model_register, train_in_child
 
 MIN_TRAIN_IMAGES = 2
+
+# The baselines the app indexes the pool with (ml.baselines.registry's names), and the model
+# folders each loads. The tuned ones are checkpoints of their own; relsim has its models.
+INDEX_BASELINES: dict[str, tuple[str, ...]] = {
+    name: needs for name, needs in BASELINE_MODELS.items() if not name.startswith("tuned-")
+}
 
 # The paper's recipe (REFERENCE.md) is TrainConfig's own defaults; the demo's tiny VLM gets
 # a recipe it can learn with on a CPU in minutes (as in benchmarks.relsim_synthetic).
@@ -171,6 +187,24 @@ def model_activate(*, model: TrainedModel) -> None:
     model.is_active = True
 
 
+@dataclass
+class IndexSource:
+    """What an index job embeds with: a relsim model or a baseline, as the child's options,
+    the rows of its earlier indexes and what the new one's row and meta record."""
+
+    label: str  # as the job log names it
+    module: str  # the command line that embeds: `python -m MODULE`
+    args: list[str]  # its options that name the embedder
+    record: dict[str, Any]  # EmbeddingIndex's source fields
+    folder_name: str  # the index folder's name, less its job
+    meta: dict[str, Any]
+    earlier: QuerySet[EmbeddingIndex]  # the same source's indexes
+    batch_size: int
+    # For a baseline: the model folders it loaded, which an earlier index must share.
+    models: dict[str, str] | None = None
+    artifacts: dict[str, Any] = field(default_factory=dict)
+
+
 def _index_model(job: Job) -> TrainedModel:
     model_id = job.params.get("model")
     models = TrainedModel.objects.filter(kind=TrainedModel.Kind.RELSIM)
@@ -185,15 +219,82 @@ def _index_model(job: Job) -> TrainedModel:
     return model
 
 
+def _model_source(job: Job) -> IndexSource:
+    model = _index_model(job)
+    return IndexSource(
+        label=f"relsim model #{model.pk}",
+        module="ml.search.embed",
+        args=["--checkpoint", model.folder],
+        record={"model": model},
+        folder_name=f"relsim-{model.pk}",
+        meta={"embedder": "relsim", "checkpoint": model.folder, "model_id": model.pk},
+        earlier=model.indexes.all(),
+        batch_size=_batch_size(job, 16),
+        artifacts={"model_id": model.pk},
+    )
+
+
+def index_baseline_problem(name: str) -> str:
+    """Why the app cannot index the pool with the baseline `name` now, or ""."""
+    if name not in INDEX_BASELINES:
+        return f"unknown baseline {name!r}; indexes are built of {', '.join(INDEX_BASELINES)}"
+    problems = [baseline_model(key).problem for key in INDEX_BASELINES[name]]
+    found = [problem for problem in problems if problem]
+    return f"the baseline {name} needs its model: {found[0]}" if found else ""
+
+
+def _baseline_source(job: Job) -> IndexSource:
+    name = job.params.get("baseline")
+    if not isinstance(name, str):
+        raise JobInputError("the job's 'baseline' must be a baseline's name")
+    if job.params.get("model"):
+        raise JobInputError("an index job embeds with a model or a baseline, not both")
+    problem = index_baseline_problem(name)
+    if problem:
+        raise JobInputError(problem)
+    models: dict[str, str] = {}
+    stand_in = False
+    for key in INDEX_BASELINES[name]:
+        stand_in = stand_in or baseline_model(key).stand_in
+        try:
+            models[key] = str(baseline_model_folder(key))
+        except ImproperlyConfigured as exc:
+            raise JobInputError(f"the baseline {name} needs its model: {exc}") from None
+    args = ["--baseline", name]
+    for key, folder in models.items():
+        args += ["--" + key.replace("_", "-"), folder]
+    return IndexSource(
+        label=f"baseline {name}",
+        module="ml.baselines.embed",
+        args=args,
+        record={"baseline": name},
+        folder_name=f"baseline-{name}",
+        meta={"embedder": name, "baseline": name, "models": models, "stand_in": stand_in},
+        earlier=EmbeddingIndex.objects.filter(model__isnull=True, baseline=name),
+        batch_size=_batch_size(job, 32),
+        models=models,
+        artifacts={"baseline": name, "stand_in": stand_in},
+    )
+
+
+def _batch_size(job: Job, default: int) -> int:
+    try:
+        return max(1, int(job.params.get("batch_size") or default))
+    except (TypeError, ValueError):
+        raise JobInputError("the job's 'batch_size' must be a whole number") from None
+
+
 @runner(Job.Kind.EMBED)
 def run_embed(job: Job, reporter: JobReporter) -> dict[str, Any]:
-    """Embed the pool with a relsim model. With an earlier index of the same model (and no
-    `full`), only images new since then are embedded and removed ones are dropped."""
-    model = _index_model(job)
+    """Embed the pool with a relsim model (params "model", default the active one) or a
+    baseline (params "baseline": a name of INDEX_BASELINES). With an earlier index of the
+    same source (and no `full`), only images new since then are embedded and removed ones
+    are dropped."""
+    source = _baseline_source(job) if "baseline" in job.params else _model_source(job)
     pool = dict(Image.objects.order_by("id").values_list("id", "file"))
     if not pool:
         raise JobInputError("the pool holds no images to embed")
-    previous = None if job.params.get("full") else _previous_index(model)
+    previous = None if job.params.get("full") else _previous_index(source, reporter)
     kept_ids: list[str] = []
     kept_rows: Any = None
     if previous is not None:
@@ -210,24 +311,40 @@ def run_embed(job: Job, reporter: JobReporter) -> dict[str, Any]:
     added_ids: list[str] = []
     added_rows: Any = None
     if todo:
-        added_ids, added_rows = _embed_in_child(job, reporter, model, todo, folder)
+        added_ids, added_rows = _embed_in_child(job, reporter, source, todo, folder)
+        if kept_rows is not None and added_rows.shape[1] != kept_rows.shape[1]:
+            # The embedder changed since (another version of ml): the rows cannot mix.
+            raise JobInputError(
+                f"the new rows have {added_rows.shape[1]} dimensions, the earlier index's "
+                f"{kept_rows.shape[1]}: rebuild the index in full"
+            )
     reporter.log(
-        f"{len(added_ids)} image(s) embedded, {len(kept_ids)} kept from index "
+        f"{source.label}: {len(added_ids)} image(s) embedded, {len(kept_ids)} kept from index "
         f"#{previous.pk if previous else '-'}, "
         f"{(previous.count - len(kept_ids)) if previous else 0} dropped"
     )
-    return _write_index(job, model, kept_ids, kept_rows, added_ids, added_rows)
+    return _write_index(job, source, kept_ids, kept_rows, added_ids, added_rows)
 
 
-def _previous_index(model: TrainedModel) -> EmbeddingIndex | None:
-    index = model.indexes.order_by("-created_at", "-id").first()
-    return index if index is not None and Path(index.folder).is_dir() else None
+def _previous_index(source: IndexSource, reporter: JobReporter) -> EmbeddingIndex | None:
+    index = source.earlier.order_by("-created_at", "-id").first()
+    if index is None or not Path(index.folder).is_dir():
+        return None
+    if source.models is not None:
+        # A baseline's rows are reused only when they came from the very same models.
+        from ml.search import load_index
+
+        made_with = load_index(Path(index.folder)).meta.get("models")
+        if made_with != source.models:
+            reporter.log(f"index #{index.pk} was made with other models; embedding every image")
+            return None
+    return index
 
 
 def _embed_in_child(
     job: Job,
     reporter: JobReporter,
-    model: TrainedModel,
+    source: IndexSource,
     todo: list[tuple[int, str]],
     folder: Path,
 ) -> tuple[list[str], Any]:
@@ -238,9 +355,9 @@ def _embed_in_child(
     )
     scratch = folder / "index.partial"
     shutil.rmtree(scratch, ignore_errors=True)
-    args = ["--checkpoint", model.folder, "--items", str(items), "--out", str(scratch)]
-    args += ["--batch-size", str(int(job.params.get("batch_size", 16) or 16))]
-    _run_child(job, reporter, module_command("ml.search.embed", args), None)
+    args = [*source.args, "--items", str(items), "--out", str(scratch)]
+    args += ["--batch-size", str(source.batch_size)]
+    _run_child(job, reporter, module_command(source.module, args), None)
     from ml.search import load_index
 
     added = load_index(scratch)
@@ -252,7 +369,7 @@ def _embed_in_child(
 
 def _write_index(
     job: Job,
-    model: TrainedModel,
+    source: IndexSource,
     kept_ids: list[str],
     kept_rows: Any,
     added_ids: list[str],
@@ -267,16 +384,15 @@ def _write_index(
     order = sorted(range(len(ids)), key=lambda row: int(ids[row]))
     matrix = np.concatenate(parts)[order]
     ids = [ids[row] for row in order]
-    target = settings.DATA_DIR / "indexes" / f"relsim-{model.pk}-job{job.pk}"
+    target = settings.DATA_DIR / "indexes" / f"{source.folder_name}-job{job.pk}"
     shutil.rmtree(target, ignore_errors=True)
-    meta = {"embedder": "relsim", "checkpoint": model.folder, "model_id": model.pk}
-    write_index(target, ids, matrix, meta)
+    write_index(target, ids, matrix, source.meta)
     record = EmbeddingIndex.objects.create(
-        model=model, folder=str(target), count=len(ids), dim=int(matrix.shape[1]), job=job
+        **source.record, folder=str(target), count=len(ids), dim=int(matrix.shape[1]), job=job
     )
     return {
         "index_id": record.pk,
-        "model_id": model.pk,
+        **source.artifacts,
         "count": len(ids),
         "dim": int(matrix.shape[1]),
         "embedded": len(added_ids),

@@ -1,5 +1,6 @@
-"""Reads for the model pages: the models and their indexes, the training recipe a form starts
-from, what a snapshot holds, whether a gpu worker is alive, and what a checkpoint folder is."""
+"""Reads for the model pages: the models and their indexes, the baselines the pool can be
+indexed with and their indexes, the training recipe a form starts from, what a snapshot holds,
+whether a gpu worker is alive, and what a checkpoint folder is."""
 
 from __future__ import annotations
 
@@ -17,9 +18,15 @@ from captions.models import Caption
 from core.errors import JobInputError
 from core.splits import Split
 from curation.models import Group
-from training.model_jobs import TINY_RECIPE
-from training.model_paths import TINY_VLM_FOLDER, is_tiny_vlm, vlm_path
-from training.models import Job, TrainedModel
+from training.model_jobs import INDEX_BASELINES, TINY_RECIPE, index_baseline_problem
+from training.model_paths import (
+    TINY_VLM_FOLDER,
+    BaselineModel,
+    baseline_model,
+    is_tiny_vlm,
+    vlm_path,
+)
+from training.models import EmbeddingIndex, Job, TrainedModel
 from training.selectors import live_workers
 from training.snapshots import snapshot_zip
 
@@ -36,6 +43,87 @@ def models_with_indexes() -> QuerySet[TrainedModel]:
 def model_jobs_recent(limit: int = 10) -> QuerySet[Job]:
     kinds = (Job.Kind.TRAIN_RELSIM, Job.Kind.EMBED)
     return Job.objects.filter(kind__in=kinds).order_by("-created_at", "-id")[:limit]
+
+
+# --- Baseline indexes --------------------------------------------------------------------
+
+# What each baseline is, as the form describes it (REFERENCE.md, "Evaluation protocol").
+BASELINE_DESCRIPTIONS = {
+    "clip-i": "CLIP image features",
+    "clip-t": "the VLM's abstract caption, in CLIP's text space",
+    "qwen-t": "Qwen's abstract caption, in CLIP's text space, as the release embeds it",
+    "qwen-t-minilm": "the VLM's abstract caption, in MiniLM's text space",
+    "dino": "DINOv2's CLS token",
+    "pixels": "raw pixels, 16 x 16",
+    "histogram": "colour histogram",
+    "phash": "perceptual hash (DCT)",
+    "dhash": "difference hash",
+}
+
+
+@dataclass(frozen=True)
+class BaselineChoice:
+    """A baseline the pool can be indexed with, the models it would load, and why it
+    cannot be built here now ("" when it can)."""
+
+    name: str
+    models: tuple[BaselineModel, ...]
+    problem: str
+
+    @property
+    def weight_free(self) -> bool:
+        return not self.models
+
+    @property
+    def stand_in(self) -> bool:
+        return any(model.stand_in for model in self.models)
+
+    @property
+    def queue(self) -> str:
+        return Job.Queue.CPU if self.weight_free else Job.Queue.GPU
+
+    @property
+    def label(self) -> str:
+        what = BASELINE_DESCRIPTIONS.get(self.name, self.name)
+        if self.weight_free:
+            how = "weight-free, cpu queue"
+        elif self.stand_in:
+            how = "random-weight stand-in, gpu queue"
+        else:
+            how = "gpu queue"
+        return f"{self.name}: {what} ({how})"
+
+
+def baseline_choices() -> list[BaselineChoice]:
+    """Every baseline the app indexes with, as the settings allow it now (nothing built)."""
+    return [
+        BaselineChoice(
+            name=name,
+            models=tuple(baseline_model(key) for key in needs),
+            problem=index_baseline_problem(name),
+        )
+        for name, needs in INDEX_BASELINES.items()
+    ]
+
+
+@dataclass(frozen=True)
+class BaselineIndexRow:
+    index: EmbeddingIndex
+    newest: bool  # the one benchmarks and the search page use for its baseline
+    stand_in: bool  # made with a demo stand-in model
+
+
+def baseline_indexes(limit: int = 50) -> list[BaselineIndexRow]:
+    """Baseline indexes, newest first, each baseline's newest marked."""
+    records = EmbeddingIndex.objects.filter(model__isnull=True).select_related("job")
+    seen: set[str] = set()
+    rows = []
+    for index in records.order_by("-created_at", "-id")[:limit]:
+        newest = index.baseline not in seen
+        seen.add(index.baseline)
+        stand_in = bool(index.job is not None and index.job.artifacts.get("stand_in"))
+        rows.append(BaselineIndexRow(index=index, newest=newest, stand_in=stand_in))
+    return rows
 
 
 def gpu_worker_missing() -> str:

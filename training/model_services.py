@@ -1,5 +1,6 @@
 """Writes for the model pages: import a checkpoint folder as a model, start relsim training
-and index builds (gpu jobs through services.job_create)."""
+and index builds (gpu jobs through services.job_create; a weight-free baseline's index on the
+cpu queue)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from training import services
-from training.model_jobs import model_activate
+from training.model_jobs import INDEX_BASELINES, model_activate
 from training.models import Job, TrainedModel
 
 
@@ -55,3 +56,25 @@ def index_build_start(*, model: TrainedModel, batch_size: int, user: User | None
     return services.job_create(
         kind=Job.Kind.EMBED, params={"model": model.pk, "batch_size": batch_size}, user=user
     )
+
+
+def baseline_index_start(
+    *, baseline: str, full: bool = False, batch_size: int | None = None, user: User | None
+) -> Job:
+    """Queue an embedding index of the pool made by `baseline` (a name of INDEX_BASELINES):
+    on the cpu queue when it is weight-free, on the gpu queue when it loads models."""
+    if baseline not in INDEX_BASELINES:
+        raise ValueError(f"unknown baseline {baseline!r}")
+    params: dict[str, Any] = {"baseline": baseline}
+    if full:
+        params["full"] = True
+    if batch_size:
+        params["batch_size"] = batch_size
+    queue = Job.Queue.GPU if INDEX_BASELINES[baseline] else Job.Queue.CPU
+    # As services.job_create does, but on the queue chosen here: it sends every embedding
+    # job to the gpu queue, and a histogram needs no GPU.
+    job = Job.objects.create(kind=Job.Kind.EMBED, params=params, queue=queue, created_by=user)
+    transaction.on_commit(lambda: services.job_enqueue(job_id=job.pk, queue=queue))
+    if not transaction.get_connection().in_atomic_block:
+        job.refresh_from_db()
+    return job

@@ -1,5 +1,6 @@
 """Model pages: the trained and imported models with their indexes, choosing the active one,
-importing a checkpoint folder, and starting relsim training and index builds."""
+importing a checkpoint folder, starting relsim training and index builds, and the baseline
+indexes with the form that builds one."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from core.access import MODELS, permission_required
 from core.http import AuthedRequest
 from training import filter_services, model_jobs, model_selectors, model_services
-from training.model_forms import EmbedIndexForm, ImportModelForm, TrainRelsimForm
+from training.model_forms import (
+    BaselineIndexForm,
+    EmbedIndexForm,
+    ImportModelForm,
+    TrainRelsimForm,
+)
 from training.models import Job, TrainedModel
 from training.runners import import_roots
 
@@ -39,10 +45,15 @@ def _list_page(request: AuthedRequest, import_form: ImportModelForm) -> HttpResp
         }
         for model in model_selectors.models_with_indexes()
     ]
+    choices = model_selectors.baseline_choices()
     context = {
         "models": models,
         "import_form": import_form,
         "embed_form": EmbedIndexForm(),
+        "baseline_indexes": model_selectors.baseline_indexes(),
+        "baseline_form": BaselineIndexForm(choices=choices),
+        "baseline_choices": choices,
+        "baseline_stand_ins": any(choice.stand_in for choice in choices),
         "import_roots": import_roots(),
         "jobs": model_selectors.model_jobs_recent(),
         "gpu_warning": model_selectors.gpu_worker_missing(),
@@ -129,6 +140,26 @@ def embed_index(request: AuthedRequest, model_id: int) -> HttpResponse:
         return redirect("model_list")
     job = model_services.index_build_start(
         model=model, batch_size=form.cleaned_data["batch_size"], user=request.user
+    )
+    if job.status == Job.Status.FAILED:
+        messages.error(request, NOT_QUEUED)
+    return redirect("job_detail", job_id=job.pk)
+
+
+@require_POST
+@permission_required(*MODELS)
+def baseline_index_build(request: AuthedRequest) -> HttpResponse:
+    form = BaselineIndexForm(request.POST, choices=model_selectors.baseline_choices())
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, f"No index was started: {error}")
+        return redirect("model_list")
+    job = model_services.baseline_index_start(
+        baseline=form.cleaned_data["baseline"],
+        full=form.cleaned_data["full"],
+        batch_size=form.cleaned_data["batch_size"],
+        user=request.user,
     )
     if job.status == Job.Status.FAILED:
         messages.error(request, NOT_QUEUED)

@@ -17,6 +17,11 @@ urlpatterns = [
     path("models/", model_views.model_list, name="model_list"),
     path("models/import/", model_views.model_import, name="model_import"),
     path("models/train-relsim/", model_views.train_relsim, name="train_relsim"),
+    path(
+        "models/baseline-index/",
+        model_views.baseline_index_build,
+        name="baseline_index_build",
+    ),
     path("models/filter/", filter_views.filter_page, name="filter_page"),
     path(
         "models/filter/<int:model_id>/activate/",

@@ -1,17 +1,22 @@
 """Embed image files in batches into an index folder (embeddings.npy float16 [N, D] with unit
 rows, ids.json, meta.json: the format ml.search.index loads), with relsim or any other Embedder.
 
-Command line: `python -m ml.search.embed --checkpoint CKPT --images DIR --out INDEX_DIR`."""
+Command line: `python -m ml.search.embed --checkpoint CKPT --images DIR --out INDEX_DIR`
+(`--items FILE` instead of `--images`); the baselines' is `python -m ml.baselines.embed`. Both
+report progress on stderr as `[done/total] message`; SIGTERM or SIGINT stop them after the
+current batch, and nothing is written then."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -156,30 +161,61 @@ def embed_checkpoint(
     )
 
 
-def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Embed a folder of images with relsim.")
-    parser.add_argument("--checkpoint", required=True)
+# One embedding run of a command line: (items, progress, should_stop) -> result.
+EmbedRun = Callable[[list[tuple[str, Path]], ProgressFn, StopFn], EmbedResult]
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every embedding command line shares: which images, and where to."""
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", help="folder of images; ids = file stems")
     source.add_argument("--items", help='JSON lines of {"id": ..., "path": ...}, in index order')
     parser.add_argument("--out", required=True, help="index folder to write")
-    parser.add_argument("--base-model", default=None, help="backbone folder, if it moved")
-    parser.add_argument("--batch-size", type=int, default=16)
-    args = parser.parse_args(argv)
+
+
+def run_command(args: argparse.Namespace, run: EmbedRun) -> int:
+    """The rest of an embedding command line: progress on stderr, SIGTERM/SIGINT stop after
+    the current batch (exit status 1, nothing written), the index's shape on stdout."""
+    stop_requested = False
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
 
     def report(done: int, total: int, message: str) -> None:
         print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
 
-    result = embed_checkpoint(
-        args.checkpoint,
-        image_files(args.images) if args.images else read_items(args.items),
-        args.out,
-        base_model=args.base_model,
-        batch_size=args.batch_size,
-        progress=report,
-    )
+    items = image_files(args.images) if args.images else read_items(args.items)
+    result = run(items, report, lambda: stop_requested)
+    if result.stopped:
+        print(f"stopped after {result.count} images; nothing written", file=sys.stderr)
+        return 1
     print(f"{result.count} x {result.dim} -> {result.out_dir}")
     return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Embed a folder of images with relsim.")
+    parser.add_argument("--checkpoint", required=True)
+    add_source_arguments(parser)
+    parser.add_argument("--base-model", default=None, help="backbone folder, if it moved")
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args(argv)
+    return run_command(
+        args,
+        lambda items, progress, should_stop: embed_checkpoint(
+            args.checkpoint,
+            items,
+            args.out,
+            base_model=args.base_model,
+            batch_size=args.batch_size,
+            progress=progress,
+            should_stop=should_stop,
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """manage.py model_job KIND [options]: start a model job (train_relsim, embed, train_captioner,
 caption) from a terminal and follow it with a progress bar, on the workers or (--here) in this
-process."""
+process. `embed --baseline NAME` builds a baseline's index instead of a relsim model's."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from tqdm import tqdm
 
 from core.cli import acting_user
 from core.errors import JobInputError
-from training import services
+from training import model_services, services
 from training.execution import execute_job
-from training.model_jobs import RESERVED_OPTIONS, relsim_option_names
+from training.model_jobs import INDEX_BASELINES, RESERVED_OPTIONS, relsim_option_names
 from training.models import Job
 
 KINDS = {
@@ -67,6 +67,19 @@ def _captioner_params(options: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def _embed_params(options: dict[str, Any]) -> dict[str, Any]:
+    if options["baseline"] and options["model"]:
+        raise CommandError("embed with --model or --baseline, not both")
+    params: dict[str, Any] = {}
+    if options["baseline"]:
+        params["baseline"] = options["baseline"]
+    elif options["model"]:
+        params["model"] = options["model"]
+    if options["full"]:
+        params["full"] = True
+    return params
+
+
 class Command(BaseCommand):
     help = "Start a model job and follow it: train_relsim, embed, train_captioner or caption."
 
@@ -88,6 +101,12 @@ class Command(BaseCommand):
             "--model", type=int, help="embed, caption: the model to use (default: the active one)."
         )
         parser.add_argument(
+            "--baseline",
+            choices=list(INDEX_BASELINES),
+            help="embed: index the pool with this baseline instead of a relsim model.",
+        )
+        parser.add_argument("--full", action="store_true", help="embed: embed every image again.")
+        parser.add_argument(
             "--target", choices=["groups", "images"], default="groups", help="caption: what for."
         )
         parser.add_argument("--limit", type=int, help="caption: at most this many drafts.")
@@ -106,7 +125,12 @@ class Command(BaseCommand):
             job = Job.objects.create(kind=kind, params=params, queue=Job.Queue.GPU, created_by=user)
             self._run_here(job)
         else:
-            job = services.job_create(kind=kind, params=params, user=user)
+            if "baseline" in params:
+                job = model_services.baseline_index_start(
+                    baseline=params["baseline"], full=bool(params.get("full")), user=user
+                )
+            else:
+                job = services.job_create(kind=kind, params=params, user=user)
             if job.status == Job.Status.FAILED:
                 raise CommandError(job.error)
             if options["no_wait"]:
@@ -144,7 +168,7 @@ class Command(BaseCommand):
 
     def _params(self, kind: str, options: dict[str, Any]) -> dict[str, Any]:
         if kind == Job.Kind.EMBED:
-            return {"model": options["model"]} if options["model"] else {}
+            return _embed_params(options)
         if kind == Job.Kind.CAPTION:
             return _caption_params(options)
         if kind == Job.Kind.TRAIN_CAPTIONER:
