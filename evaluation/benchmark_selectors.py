@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from captions.models import Caption
 from core.splits import Split
 from curation.models import Group, GroupMember, Image
 from evaluation.models import BenchmarkQuery, BenchmarkRun, JudgeRun, Retrieval
@@ -26,8 +27,9 @@ DEFAULT_K = 10
 MAX_K = 100
 
 TEST_HELP = (
-    "Test images are the members of groups in the test split (archived groups left out); "
-    "distractors are pool images that are in no group and have no caption."
+    "Test images are the members of groups in the test split (archived groups left out) and "
+    "the images with an approved caption of their own in the test split; distractors are "
+    "pool images that are in no group and have no caption."
 )
 
 
@@ -83,15 +85,24 @@ def available_methods() -> list[Method]:
     return methods
 
 
+def _test_captions() -> QuerySet[Caption]:
+    """Approved single-image captions of the test split: the released test set's form."""
+    return Caption.objects.filter(
+        image__isnull=False, split=Split.TEST, status=Caption.Status.APPROVED
+    )
+
+
 def test_image_ids() -> list[int]:
-    """Ids (ascending) of the images in test-split groups that are not archived."""
-    ids = (
+    """Ids (ascending) of the test images: members of test-split groups that are not
+    archived, and images with an approved caption of their own in the test split."""
+    grouped = (
         GroupMember.objects.filter(group__split=Split.TEST)
         .exclude(group__state=Group.State.ARCHIVED)
         .values_list("image_id", flat=True)
         .distinct()
     )
-    return sorted(set(ids))
+    captioned = _test_captions().values_list("image_id", flat=True)
+    return sorted(set(grouped) | {pk for pk in captioned if pk is not None})
 
 
 def distractor_ids() -> list[int]:
@@ -103,16 +114,22 @@ def distractor_ids() -> list[int]:
 
 
 def group_mates(image_ids: list[int]) -> dict[int, set[int]]:
-    """For each image, the other images that share a test-split group with it."""
+    """For each image, the others that share its logic as far as the data says: the other
+    members of its test-split groups, and the test images whose own approved caption has
+    the same text (a relation's images in the synthetic set, or a group's released as
+    single captions)."""
     # Every test membership at once: a long `IN (...)` list would pass SQLite's limit.
     rows = (
         GroupMember.objects.filter(group__split=Split.TEST)
         .exclude(group__state=Group.State.ARCHIVED)
         .values_list("group_id", "image_id")
     )
-    members: dict[int, set[int]] = defaultdict(set)
+    members: dict[object, set[int]] = defaultdict(set)
     for group_id, image_id in rows:
-        members[group_id].add(image_id)
+        members[("group", group_id)].add(image_id)
+    for image_id, text in _test_captions().values_list("image_id", "text"):
+        if image_id is not None:
+            members[("caption", " ".join(text.split()).lower())].add(image_id)
     wanted = set(image_ids)
     mates: dict[int, set[int]] = {pk: set() for pk in image_ids}
     for group in members.values():

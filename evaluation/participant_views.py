@@ -4,6 +4,9 @@ token in their link and in their session, and reaches their own study and nothin
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -28,6 +31,7 @@ from evaluation.study_services import (
     answer_record,
     participant_can_continue,
     participant_progress,
+    participant_returning,
     participant_start,
 )
 
@@ -46,20 +50,52 @@ def _latest_text(study: Study) -> StudyText:
     return text
 
 
+class _Unavailable(Exception):
+    """A page a participant cannot have, said in words rather than a bare 404."""
+
+    def __init__(self, title: str, text: str, status: int = 404) -> None:
+        super().__init__(text)
+        self.title, self.text, self.status = title, text, status
+
+
+_NOT_OPEN = _Unavailable(
+    "This study is not open",
+    "It has not started yet or has closed. If you came from Prolific, please return the "
+    "study there.",
+)
+_NO_LINK = _Unavailable(
+    "This link is not valid",
+    "Check the link you were given. If you came from Prolific, please return the study there.",
+)
+
+
 def _open_study(slug: str) -> Study:
-    study = get_object_or_404(Study, slug=slug)
+    study = Study.objects.filter(slug=slug).first()
+    if study is None:
+        raise _NO_LINK
     if not study.is_open:
-        raise Http404("This study is not open.")
+        raise _NOT_OPEN
     return study
 
 
 def _participant(token: str) -> Participant:
     participant = participant_with_study(token)
     if participant is None:
-        raise Http404("No such participant.")
+        raise _NO_LINK
     if not participant.study.is_open:
-        raise Http404("This study is not open.")
+        raise _NOT_OPEN
     return participant
+
+
+def _participant_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @wraps(view)
+    def page(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except _Unavailable as unavailable:
+            return _message(request, unavailable.title, unavailable.text, unavailable.status)
+
+    return page
 
 
 def _message(request: HttpRequest, title: str, text: str, status: int = 200) -> HttpResponse:
@@ -73,6 +109,7 @@ def _message(request: HttpRequest, title: str, text: str, status: int = 200) -> 
 
 @never_cache
 @require_http_methods(["GET", "POST"])
+@_participant_page
 def study_entry(request: HttpRequest, slug: str) -> HttpResponse:
     """The study link: consent (with Prolific's parameters carried through), or the way
     back into a session this browser already started."""
@@ -91,6 +128,16 @@ def study_entry(request: HttpRequest, slug: str) -> HttpResponse:
             return _message(
                 request, "This link is not valid", f"Check the link: {', '.join(bad)}.", 400
             )
+        pid = request.GET.get("PROLIFIC_PID", "")
+        if pid:
+            # Someone seen before is told so, or taken back, before any consent form.
+            try:
+                returning = participant_returning(study=study, pid=pid)
+            except StudyError as error:
+                return _message(request, "Thank you", str(error), 409)
+            if returning is not None:
+                request.session[_session_key(study)] = returning.participant.token
+                return redirect("participant_trial", token=returning.participant.token)
         return render(
             request,
             "evaluation/participate/consent.html",
@@ -137,6 +184,7 @@ def _screened_out(request: HttpRequest, study: Study) -> HttpResponse:
 
 @never_cache
 @require_GET
+@_participant_page
 def participant_instructions(request: HttpRequest, token: str) -> HttpResponse:
     participant = _participant(token)
     context = {"participant": participant, "study": participant.study, "text": participant.text}
@@ -178,6 +226,7 @@ def _done_url(participant: Participant) -> str:
 
 @never_cache
 @require_GET
+@_participant_page
 def participant_trial(request: HttpRequest, token: str) -> HttpResponse:
     """The next unanswered trial: a reload, the back button or a new tab all land here."""
     participant = _participant(token)
@@ -212,6 +261,7 @@ def _rate_limited(participant: Participant) -> bool:
 
 @never_cache
 @require_POST
+@_participant_page
 def participant_answer(request: HttpRequest, token: str) -> HttpResponse:
     """Save one answer, then show the next trial (htmx) or redirect to it. Sending the same
     answer again is harmless: the first one stands."""
@@ -251,6 +301,7 @@ def participant_answer(request: HttpRequest, token: str) -> HttpResponse:
 
 @never_cache
 @require_GET
+@_participant_page
 def participant_done(request: HttpRequest, token: str) -> HttpResponse:
     """The completion code, and the way back to Prolific - only once every answer is in."""
     participant = _participant(token)

@@ -31,9 +31,11 @@ def default_reference(run: BenchmarkRun | None) -> str:
 
 class StudyForm(forms.Form):
     name = forms.CharField(max_length=200)
+    # Chosen above the form (the methods below depend on it), so carried here unseen.
     benchmark = forms.ModelChoiceField(
         queryset=BenchmarkRun.objects.filter(finished_at__isnull=False),
-        help_text="A finished benchmark run: each trial pits two methods' top-1 for a query.",
+        widget=forms.HiddenInput,
+        error_messages={"required": "Choose a finished benchmark run first."},
     )
     reference_method = forms.ChoiceField(help_text="The method under study (relsim).")
     baselines = forms.MultipleChoiceField(

@@ -185,6 +185,16 @@ def study_create(
             "catch trials need a curated group with at least 2 images; "
             "set catch trials per participant to 0 or curate a group first"
         )
+    # Fewer trials than a participant is meant to see would quietly shorten every session.
+    if trials_per_participant > len(ab):
+        raise StudyError(
+            f"there are only {len(ab)} A/B trials: set trials per participant to {len(ab)} or fewer"
+        )
+    if catch_per_participant > len(catch):
+        raise StudyError(
+            f"only {len(catch)} catch trials could be made from the curated groups: set "
+            f"catch trials per participant to {len(catch)} or fewer"
+        )
     Trial.objects.bulk_create([*ab, *catch])
     StudyText.objects.create(study=study, version=1, consent=consent, instructions=instructions)
     return StudyBuild(study, len(ab), len(catch), skipped)
@@ -300,6 +310,13 @@ def participant_start(
     return Started(participant, resumed=False)
 
 
+def participant_returning(*, study: Study, pid: str) -> Started | None:
+    """Someone arriving again with a platform id this study has seen: their session back
+    while it can be resumed, an error once it has finished or expired; None if new."""
+    existing = Participant.objects.filter(study=study, platform_pid=pid).first()
+    return _return_visit(existing) if existing is not None else None
+
+
 def _return_visit(participant: Participant) -> Started:
     if participant.finished_at is not None:
         raise StudyError("You have already taken part in this study. Thank you!")
@@ -325,8 +342,10 @@ class Progress:
 
 def participant_progress(participant: Participant) -> Progress:
     """Where the participant stands, from one query; positions run from 0 to trial_count."""
-    answered = answered_positions(participant.pk)
-    total = participant.trial_count
+    return _progress(answered_positions(participant.pk), participant.trial_count)
+
+
+def _progress(answered: set[int], total: int) -> Progress:
     open_places = (place for place in range(total) if place not in answered)
     position, following = next(open_places, None), next(open_places, None)
     return Progress(position, following, len(answered), total)
@@ -347,21 +366,33 @@ def answer_record(
     response_ms: int | None,
     viewport: str = "",
 ) -> Recorded:
-    """Save an answer to the trial at `position` of the participant's sequence. Sending it
-    again changes nothing: the first answer stands, one answer per trial."""
+    """Save an answer to the trial at `position` of the participant's sequence: the first
+    trial still open, as the page shows it. Sending an answer again changes nothing (the
+    first one stands, one per trial); a trial further on than the open one is refused."""
     if choice not in Answer.Choice.values:
         raise StudyError(f"unknown answer {choice!r}: choose left, right or same")
-    created = insert_answer(
-        participant_id=participant.pk,
-        position=position,
-        choice=choice,
-        response_ms=response_ms,
-        viewport=viewport[:20],
-        now=timezone.now(),
-    )
-    if not created and not participant.assignments.filter(position=position).exists():
+    total = participant.trial_count
+    if not 0 <= position < total:
         raise StudyError(f"there is no trial {position} in this session")
-    progress = participant_progress(participant)
+    answered = answered_positions(participant.pk)
+    created = False
+    if position not in answered:
+        first_open = next(place for place in range(total) if place not in answered)
+        if position != first_open:
+            raise StudyError(
+                f"trial {position} is not the one on screen (that is trial {first_open}): "
+                "reload the page to go on"
+            )
+        created = insert_answer(
+            participant_id=participant.pk,
+            position=position,
+            choice=choice,
+            response_ms=response_ms,
+            viewport=viewport[:20],
+            now=timezone.now(),
+        )
+        answered = answered | {position}
+    progress = _progress(answered, total)
     finished = progress.position is None
     if finished and participant.finished_at is None:
         # Conditional, so the first finishing request sets the time and later ones keep it.

@@ -46,14 +46,16 @@ def evaluation_home(request: AuthedRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @permission_required(*EVALUATE)
 def study_new(request: AuthedRequest) -> HttpResponse:
-    run = None
+    finished = BenchmarkRun.objects.filter(finished_at__isnull=False)
     wanted = request.GET.get("benchmark", "")
-    if wanted.isdigit():
-        run = BenchmarkRun.objects.filter(pk=int(wanted), finished_at__isnull=False).first()
+    # The run asked for, else the newest finished one.
+    run = finished.filter(pk=int(wanted)).first() if wanted.isdigit() else finished.first()
     if request.method == "GET":
         form = StudyForm(run=run, initial={"name": f"A/B study on {run.name}" if run else ""})
         return render(request, "evaluation/study_new.html", {"form": form, "run": run})
     form = StudyForm(request.POST)
+    posted = str(request.POST.get("benchmark", ""))
+    run = finished.filter(pk=int(posted)).first() if posted.isdigit() else None
     if form.is_valid():
         data = form.cleaned_data
         try:
@@ -207,6 +209,7 @@ def study_preview(request: AuthedRequest, study_id: int) -> HttpResponse:
         "total": len(trials),
         "percent": round(100 * n / len(trials)),
         "next_n": n + 1 if n + 1 < len(trials) else None,
+        "previous_n": n - 1 if n > 0 else None,
         "preview": True,
         "text": study.texts.order_by("-version").first(),
     }

@@ -65,8 +65,9 @@
     var button = form.querySelector('button[value="' + choice + '"]');
     if (!button) return;
     event.preventDefault();
-    button.focus();
-    form.requestSubmit(button);
+    // A click, not requestSubmit: htmx learns which button was pressed from the click, and
+    // a button that already has focus (the same key twice) gives it nothing else to go on.
+    button.click();
   });
 
   document.addEventListener("htmx:afterSwap", startTrial);

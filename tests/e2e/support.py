@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ LAPTOP: ViewportSize = {"width": 1366, "height": 768}
 TABLET: ViewportSize = {"width": 820, "height": 1180}
 PASSWORD = "a-long-test-password"
 
-__all__ = ["LAPTOP", "PASSWORD", "TABLET", "Page", "ViewportSize", "expect"]
+__all__ = ["LAPTOP", "PASSWORD", "TABLET", "Page", "ViewportSize", "expect", "wait_for_images"]
 
 
 def log_in(page: Page, username: str, password: str = PASSWORD) -> None:
@@ -63,6 +64,14 @@ def all_images_loaded(page: Page) -> bool:
             "() => Array.from(document.images).every((i) => i.complete && i.naturalWidth > 0)"
         )
     )
+
+
+def wait_for_images(page: Page, timeout_s: float = 15.0) -> None:
+    """Wait until every <img> on the page has loaded; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not all_images_loaded(page):
+        assert time.monotonic() < deadline, f"images still loading on {page.url}"
+        time.sleep(0.05)
 
 
 def screenshot(page: Page, name: str) -> Path:

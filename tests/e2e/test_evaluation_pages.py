@@ -10,7 +10,7 @@ import pytest
 
 from evaluation.models import Participant, Study
 from evaluation.study_services import answer_record, participant_start
-from tests.e2e.support import Page, all_images_loaded, expect
+from tests.e2e.support import Page, expect, wait_for_images
 from tests.evaluation.study_data import finished_benchmark
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -20,7 +20,7 @@ def _loaded(page: Page, url: str) -> None:
     response = page.goto(url)
     assert response is not None and response.ok, url
     page.wait_for_load_state("networkidle")
-    assert all_images_loaded(page), url
+    wait_for_images(page)
 
 
 def test_an_admin_builds_opens_previews_and_reads_a_study(
@@ -50,7 +50,7 @@ def test_an_admin_builds_opens_previews_and_reads_a_study(
 
     page.locator("#preview").click()
     expect(page.get_by_role("note")).to_contain_text("nothing is recorded")
-    assert all_images_loaded(page)
+    wait_for_images(page)
     page.get_by_role("link", name="Left").click()
     expect(page.get_by_role("note")).to_contain_text("Trial 2 of")
     assert not Participant.objects.exists()

@@ -488,3 +488,30 @@ def test_a_run_the_broker_never_took_says_so(
     followed = admin_client.get(reverse("benchmark_detail", args=[run.pk])).content.decode()
     assert "the job queue cannot be reached" in followed
     assert "could not be reached" in followed  # the job's own error, on the status card
+
+
+def test_images_with_their_own_test_caption_are_test_images_and_share_truth_by_text(
+    png_factory: Any,
+) -> None:
+    """The released test set is single-image captions: those images are test images, and
+    images whose approved captions read the same are each other's ground truth."""
+    from captions.models import Caption
+    from captions.services import caption_create
+    from curation.intake import normalise_image
+    from curation.services import image_store
+    from evaluation.benchmark_selectors import group_mates, test_image_ids
+
+    images = [image_store(normalised=normalise_image(png_factory(500 + n))).image for n in range(5)]
+    texts = ["A {Object} inside a {Object}.", "A  {object} inside a {Object}.", "Two {Object}s."]
+    for image, text in zip(images, texts, strict=False):
+        caption_create(text=text, image=image, split="test", status=Caption.Status.APPROVED)
+    caption_create(text="Two {Object}s.", image=images[3], split="train", status="approved")
+    caption_create(text="Two {Object}s.", image=images[4], split="test", status="draft")
+
+    tests = test_image_ids()
+    assert set(images[:3]) <= {image for image in images if image.pk in tests}
+    assert images[3].pk not in tests and images[4].pk not in tests
+    mates = group_mates([image.pk for image in images[:3]])
+    assert mates[images[0].pk] == {images[1].pk}
+    assert mates[images[1].pk] == {images[0].pk}
+    assert mates[images[2].pk] == set()

@@ -76,6 +76,7 @@ def test_trials_pit_the_reference_top1_against_each_baseline(png_factory: Any) -
     [
         ({"baselines": ["relsim:1"]}, "other than the reference"),
         ({"baselines": ["nope"]}, "not a method of this benchmark run: nope"),
+        ({"trials_per_participant": 7}, "only 6 A/B trials: set trials per participant to 6"),
     ],
 )
 def test_a_study_that_cannot_work_is_refused(
@@ -183,7 +184,42 @@ def test_a_participant_from_prolific_completes_and_gets_the_code(png_factory: An
     )
     assert response.status_code == 409
     assert "already taken part" in response.content.decode()
+    # ... and told so on arrival, before any consent form.
+    arrival = Client().get(
+        reverse("study_entry", args=[study.slug]) + "?PROLIFIC_PID=abc123&STUDY_ID=st1"
+    )
+    assert arrival.status_code == 409 and "already taken part" in arrival.content.decode()
     assert Participant.objects.filter(study=study).count() == 1
+
+
+def test_an_unfinished_prolific_participant_arriving_again_is_taken_back(
+    png_factory: Any,
+) -> None:
+    study = _study(png_factory)
+    token = _start(Client(), study, pid="back1")
+    answer_record(
+        participant=Participant.objects.get(token=token), position=0, choice="left", response_ms=1
+    )
+    other_browser = Client()
+    arrival = other_browser.get(reverse("study_entry", args=[study.slug]) + "?PROLIFIC_PID=back1")
+    assert arrival["Location"] == reverse("participant_trial", args=[token])
+    page = other_browser.get(arrival["Location"]).content.decode()
+    assert 'name="position" value="1"' in page
+
+
+def test_a_trial_further_on_than_the_open_one_is_refused(png_factory: Any) -> None:
+    study = _study(png_factory)
+    client = Client()
+    token = _start(client, study)
+    url = reverse("participant_answer", args=[token])
+    ahead = client.post(url, {"position": 3, "choice": "left", "response_ms": 900})
+    assert ahead.status_code == 400
+    assert "trial 3 is not the one on screen (that is trial 0)" in ahead.content.decode()
+    assert not Answer.objects.exists()
+    assert client.post(url, {"position": 0, "choice": "left"}).status_code == 302
+    # An answer to a trial already answered (a stale second tab) stays harmless.
+    assert client.post(url, {"position": 0, "choice": "right"}).status_code == 302
+    assert Answer.objects.get().choice == "left"
 
 
 def test_double_submits_reloads_and_the_back_button_leave_one_answer_per_trial(
@@ -287,8 +323,13 @@ def test_a_closed_study_is_not_found(png_factory: Any) -> None:
     token = _start(client, study)
     study.is_open = False
     study.save()
-    assert client.get(reverse("study_entry", args=[study.slug])).status_code == 404
-    assert client.get(reverse("participant_trial", args=[token])).status_code == 404
+    entry = client.get(reverse("study_entry", args=[study.slug]))
+    assert entry.status_code == 404
+    assert "This study is not open" in entry.content.decode()
+    midway = client.get(reverse("participant_trial", args=[token]))
+    assert midway.status_code == 404 and "return the study" in midway.content.decode()
+    unknown = Client().get(reverse("participant_trial", args=["made-up"]))
+    assert unknown.status_code == 404 and "This link is not valid" in unknown.content.decode()
 
 
 def test_a_new_consent_version_applies_to_new_participants_only(png_factory: Any) -> None:
