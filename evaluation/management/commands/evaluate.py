@@ -5,16 +5,11 @@ judge's API key comes from RELSIM_JUDGE_API_KEY in the environment, never from a
 
 from __future__ import annotations
 
-import json
-import sys
-import threading
-import time
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.forms import Form
-from tqdm import tqdm
 
 from core.cli import acting_user
 from evaluation import benchmark_selectors as selectors
@@ -23,11 +18,8 @@ from evaluation.benchmark_services import benchmark_start
 from evaluation.judge_forms import JudgeForm
 from evaluation.judge_services import JudgeRunBusy, judge_resume, judge_start
 from evaluation.models import BenchmarkRun, JudgeRun
-from training import services
-from training.execution import execute_job
+from training import job_cli
 from training.models import Job
-
-POLL_S = 0.5
 
 
 def _words(text: str | None) -> list[str]:
@@ -97,26 +89,13 @@ class Command(BaseCommand):
             where = f"Judge run #{judge.pk}"
         assert job is not None
         if options["here"]:
-            self._run_here(job)
+            job_cli.run_here(job, self.stderr, worker="manage.py evaluate")
         else:
-            if job.status == Job.Status.FAILED:
-                raise CommandError(job.error)
-            if options["no_wait"]:
+            if options["no_wait"] and job.status != Job.Status.FAILED:
                 self.stdout.write(f"{where}: job #{job.pk} queued on the {job.queue} queue.")
                 return
-            self.stderr.write(f"{where}: job #{job.pk}; Ctrl-C asks it to stop.")
-            try:
-                self._follow(job)
-            except KeyboardInterrupt:
-                services.job_cancel(job=job)
-                self.stderr.write("Asked the job to stop; waiting for it to end.")
-                self._follow(job)
-        job.refresh_from_db()
-        self.stdout.write(f"{where}, job #{job.pk}: {job.status} {job.progress_message}")
-        if job.artifacts:
-            self.stdout.write(json.dumps(job.artifacts, indent=2))
-        if job.status != Job.Status.SUCCEEDED:
-            raise CommandError(job.error or f"the job ended {job.status}")
+            job_cli.wait_on_worker(job, self.stdout, self.stderr, label=where)
+        job_cli.report_end(job, self.stdout, label=where)
 
     def _benchmark(self, options: dict[str, Any], user: Any, enqueue: bool) -> BenchmarkRun:
         methods = selectors.available_methods()
@@ -219,37 +198,3 @@ class Command(BaseCommand):
             user=user,
             enqueue=enqueue,
         )
-
-    def _run_here(self, job: Job) -> None:
-        """Run the job in this thread; on a terminal a second thread draws its progress bar
-        from the job row. Ctrl-C marks the job cancelled."""
-        self.stderr.write(f"Job #{job.pk} ({job.get_kind_display()}) runs here.")
-        if not sys.stderr.isatty():
-            execute_job(job.pk, worker="manage.py evaluate")
-            return
-        watcher = threading.Thread(target=self._follow, args=(job,), daemon=True)
-        watcher.start()
-        try:
-            execute_job(job.pk, worker="manage.py evaluate")
-        except KeyboardInterrupt:
-            services.job_mark_cancelled(job_id=job.pk, message="interrupted at the terminal")
-            raise CommandError("interrupted") from None
-        watcher.join(timeout=5)
-
-    def _follow(self, job: Job) -> None:
-        bar = tqdm(total=1000, unit="‰", disable=not sys.stderr.isatty(), dynamic_ncols=True)
-        last_message = ""
-        try:
-            while True:
-                job.refresh_from_db()
-                bar.n = int(job.progress * 1000)
-                bar.set_postfix_str(job.progress_message[-50:], refresh=False)
-                bar.refresh()
-                if not sys.stderr.isatty() and job.progress_message != last_message:
-                    last_message = job.progress_message
-                    self.stderr.write(f"[{job.progress:.0%}] {last_message}")
-                if job.is_finished:
-                    return
-                time.sleep(POLL_S)
-        finally:
-            bar.close()

@@ -5,18 +5,13 @@ process. `embed --baseline NAME` builds a baseline's index instead of a relsim m
 from __future__ import annotations
 
 import json
-import sys
-import threading
-import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from tqdm import tqdm
 
 from core.cli import acting_user
 from core.errors import JobInputError
-from training import model_services, services
-from training.execution import execute_job
+from training import job_cli, model_services, services
 from training.model_jobs import INDEX_BASELINES, RESERVED_OPTIONS, relsim_option_names
 from training.models import Job
 
@@ -26,7 +21,6 @@ KINDS = {
     "train_captioner": Job.Kind.TRAIN_CAPTIONER,
     "caption": Job.Kind.CAPTION,
 }
-POLL_S = 0.5
 
 
 def parse_option(text: str) -> tuple[str, Any]:
@@ -123,7 +117,7 @@ class Command(BaseCommand):
         user = acting_user(options, "training.add_job")
         if options["here"]:
             job = Job.objects.create(kind=kind, params=params, queue=Job.Queue.GPU, created_by=user)
-            self._run_here(job)
+            job_cli.run_here(job, self.stderr, worker="manage.py model_job")
         else:
             if "baseline" in params:
                 job = model_services.baseline_index_start(
@@ -131,40 +125,11 @@ class Command(BaseCommand):
                 )
             else:
                 job = services.job_create(kind=kind, params=params, user=user)
-            if job.status == Job.Status.FAILED:
-                raise CommandError(job.error)
-            if options["no_wait"]:
+            if options["no_wait"] and job.status != Job.Status.FAILED:
                 self.stdout.write(f"Job #{job.pk} queued on the {job.queue} queue.")
                 return
-            self.stderr.write(f"Job #{job.pk} ({job.get_kind_display()}); Ctrl-C asks it to stop.")
-            try:
-                self._follow(job)
-            except KeyboardInterrupt:
-                services.job_cancel(job=job)
-                self.stderr.write("Asked the job to stop; waiting for it to save and end.")
-                self._follow(job)
-        job.refresh_from_db()
-        self.stdout.write(f"Job #{job.pk}: {job.status} {job.progress_message}")
-        if job.artifacts:
-            self.stdout.write(json.dumps(job.artifacts, indent=2))
-        if job.status != Job.Status.SUCCEEDED:
-            raise CommandError(job.error or f"the job ended {job.status}")
-
-    def _run_here(self, job: Job) -> None:
-        """Run the job in this thread; on a terminal a second thread draws its progress bar
-        from the job row. Ctrl-C stops the job's process group and marks the job cancelled."""
-        self.stderr.write(f"Job #{job.pk} ({job.get_kind_display()}) runs here.")
-        if not sys.stderr.isatty():
-            execute_job(job.pk, worker="manage.py model_job")
-            return
-        watcher = threading.Thread(target=self._follow, args=(job,), daemon=True)
-        watcher.start()
-        try:
-            execute_job(job.pk, worker="manage.py model_job")
-        except KeyboardInterrupt:
-            services.job_mark_cancelled(job_id=job.pk, message="interrupted at the terminal")
-            raise CommandError("interrupted") from None
-        watcher.join(timeout=5)
+            job_cli.wait_on_worker(job, self.stdout, self.stderr, label="Model job")
+        job_cli.report_end(job, self.stdout, label="Model job")
 
     def _params(self, kind: str, options: dict[str, Any]) -> dict[str, Any]:
         if kind == Job.Kind.EMBED:
@@ -198,21 +163,3 @@ class Command(BaseCommand):
             TrainConfig.from_dict(trial).validate()
         except (TypeError, ValueError, JobInputError) as exc:
             raise CommandError(f"The training options are not valid: {exc}") from None
-
-    def _follow(self, job: Job) -> None:
-        bar = tqdm(total=1000, unit="‰", disable=not sys.stderr.isatty(), dynamic_ncols=True)
-        last_message = ""
-        try:
-            while True:
-                job.refresh_from_db()
-                bar.n = int(job.progress * 1000)
-                bar.set_postfix_str(job.progress_message[-50:], refresh=False)
-                bar.refresh()
-                if not sys.stderr.isatty() and job.progress_message != last_message:
-                    last_message = job.progress_message
-                    self.stderr.write(f"[{job.progress:.0%}] {last_message}")
-                if job.is_finished:
-                    return
-                time.sleep(POLL_S)
-        finally:
-            bar.close()
