@@ -166,7 +166,8 @@ def _ask(
     ]
 
     def progress(finished: int, _total: int, message: str) -> None:
-        reporter.progress(done + finished, total, f"judged {done + finished} pairs")
+        # Asked, not judged: a transport error gets no verdict and is asked again later.
+        reporter.progress(done + finished, total, f"asked {done + finished} of {total} pairs")
 
     outcome = judge_many(
         inputs,

@@ -161,7 +161,15 @@ class StudyResults:
 
     @property
     def flagged(self) -> int:
-        return sum(bool(row.flags) for row in self.participants)
+        return sum(bool(row.flags) for row in self.participants if not row.excluded)
+
+    @property
+    def counted_participants(self) -> int:
+        return sum(not row.excluded for row in self.participants)
+
+    @property
+    def excluded_participants(self) -> int:
+        return sum(row.excluded for row in self.participants)
 
 
 def study_ab_rows(study: Study) -> list[ABRow]:

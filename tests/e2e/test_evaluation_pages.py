@@ -72,5 +72,6 @@ def test_an_admin_builds_opens_previews_and_reads_a_study(
     first = Participant.objects.get(platform_pid="p1")
     page.locator(f"#participant-{first.pk}").get_by_role("button", name="Exclude").click()
     expect(page.locator(".messages")).to_contain_text("left out of the results")
+    expect(page.locator("#participant-count")).to_have_text("1")
     first.refresh_from_db()
     assert first.excluded
