@@ -39,6 +39,15 @@ class Caption(models.Model):
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.HUMAN)
     model_name = models.CharField(max_length=200, blank=True)
     prompt_version = models.CharField(max_length=50, blank=True)
+    # The drafting job that wrote a model draft: its batch, audited as a whole. By name, as
+    # captions sits below training; kept when the job row goes.
+    draft_job = models.ForeignKey(
+        "training.Job",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="drafts",
+    )
     # Split of a single-image caption; a group caption follows its group's split.
     split = models.CharField(max_length=5, choices=Split.choices, blank=True)
     # Optimistic locking: every save states the version it was based on.
@@ -142,3 +151,46 @@ class EditPresence(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} on caption {self.caption_id}"
+
+
+class DraftAudit(models.Model):
+    """The audit of one drafting batch: a random sample of its model drafts, drawn once and
+    stored so it stays the same, which reviewers judge; then an admin's decision for the
+    batch's remaining drafts, with the figures it rested on."""
+
+    class Decision(models.TextChoices):
+        ACCEPTED = "accepted", "accepted"
+        SENT_BACK = "sent_back", "sent back"
+
+    job = models.OneToOneField("training.Job", on_delete=models.CASCADE, related_name="audit")
+    seed = models.BigIntegerField()
+    # The sampled captions' ids, in the order drawn.
+    sample_ids = models.JSONField(default=list)
+    # The batch's model drafts when the sample was drawn.
+    batch_size = models.PositiveIntegerField()
+    drawn_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="drawn_audits",
+    )
+    drawn_at = models.DateTimeField(auto_now_add=True)
+    decision = models.CharField(max_length=10, choices=Decision.choices, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="decided_audits",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # The sample's figures and the rule at the time of the decision.
+    figures = models.JSONField(default=dict, blank=True)
+    changed = models.PositiveIntegerField(default=0)
+    # Remaining drafts the decision left for people: lint errors, or an approved caption
+    # already there.
+    skipped = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"audit of batch #{self.job_id}"

@@ -36,6 +36,7 @@ def caption_create(
     author: User | None = None,
     model_name: str = "",
     prompt_version: str = "",
+    draft_job_id: int | None = None,
 ) -> Caption:
     cleaned = clean_caption_text(text)
     if image is not None and not split:
@@ -51,6 +52,7 @@ def caption_create(
             author=author,
             model_name=model_name,
             prompt_version=prompt_version,
+            draft_job_id=draft_job_id,
             reviewed_at=timezone.now() if status != Caption.Status.DRAFT else None,
         )
         action = (

@@ -46,6 +46,20 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return number
 
 
+def env_fraction(name: str, default: float) -> float:
+    """A number within [0, 1]."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+    if not 0.0 <= number <= 1.0:
+        raise ImproperlyConfigured(f"{name} must lie within [0, 1], not {number}")
+    return number
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     value = os.environ.get(name)
     if value is None:

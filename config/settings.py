@@ -10,7 +10,16 @@ import django_stubs_ext
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_networks, env_path, env_str, env_url
+from config.env import (
+    env_bool,
+    env_fraction,
+    env_int,
+    env_list,
+    env_networks,
+    env_path,
+    env_str,
+    env_url,
+)
 
 # Lets `admin.ModelAdmin[Image]` and the other generic classes the types use be written at
 # run time too.
@@ -258,10 +267,28 @@ RELSIM_SIMILARITY_SOURCES = env_list(
     "RELSIM_SIMILARITY_SOURCES",
     ["training.similarity.RelsimIndexSimilarity", "curation.similarity.PerceptualHashSimilarity"],
 )
+# The code the audit of a drafting batch rejects the batch's remaining drafts with when an
+# admin sends the batch back (captions.audit_services); keep it in a custom list.
+RELSIM_AUDIT_SEND_BACK_REASON = "batch-sent-back"
 RELSIM_REJECT_REASONS = env_list(
     "RELSIM_REJECT_REASONS",
-    ["leaks-content", "wrong-logic", "too-vague", "malformed", "duplicate", "other"],
+    [
+        "leaks-content",
+        "wrong-logic",
+        "too-vague",
+        "malformed",
+        "duplicate",
+        "other",
+        RELSIM_AUDIT_SEND_BACK_REASON,
+    ],
 )
+# Audit of a drafting batch: how many of its drafts reviewers judge (fewer when the batch is
+# smaller), and the share approved unchanged at which the audit recommends accepting the
+# rest. The recommendation compares the sample's point estimate with the rate and says
+# plainly whether the Wilson 95% interval's lower bound clears it too: with 30 drafts even
+# 30 of 30 has a lower bound of 0.89, so a lower-bound rule could never accept at 0.9.
+RELSIM_AUDIT_SAMPLE_SIZE = env_int("RELSIM_AUDIT_SAMPLE_SIZE", 30, minimum=1)
+RELSIM_AUDIT_ACCEPT_RATE = env_fraction("RELSIM_AUDIT_ACCEPT_RATE", 0.9)
 
 # --- Models: local folders (or hub names on a machine with a model cache).
 # Empty means "build and use the tiny demo model in the data directory".

@@ -31,6 +31,9 @@ def permission_required(*permissions: str) -> Callable[[View], View]:
 
 ANNOTATE = ("curation.view_image", "curation.add_interestlabel", "curation.change_group")
 REVIEW = ("captions.review_caption",)
+# Deciding a whole drafting batch on its audit (approve or reject the drafts nobody read):
+# admins; reviewers judge the sample through REVIEW.
+AUDIT_DECIDE = ("captions.change_draftaudit",)
 EXPORT = ("training.add_job",)
 # Launching model jobs and choosing the active models: admins.
 MODELS = ("training.add_job", "training.change_trainedmodel")

@@ -21,6 +21,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 from django.utils import timezone
 
+from captions.models import Caption
 from captions.services import caption_create
 from core.roles import assign_role
 from curation.intake import normalise_image
@@ -71,7 +72,7 @@ class Rule:
 
 # route -> example URL, answers to GET, answers to POST, POST body.
 # Placeholders: {image} {other_image} {group} {caption} {job} {failed_job} {running_job}
-# {media} {order} {model} {study} {trial} {benchmark} {judge}.
+# {media} {order} {model} {study} {trial} {benchmark} {judge} {batch}.
 # fmt: off
 RULES: dict[str, Rule] = {
     "": Rule("/", SIGNED_IN, SIGNED_IN),
@@ -125,6 +126,17 @@ RULES: dict[str, Rule] = {
         {"text": "Two {{Object}}s.", "version": "1"}),
     "captions/<int:caption_id>/presence/": Rule(
         "/captions/{caption}/presence/", NOT_ALLOWED, ANNOTATE),
+    # drafting batches and their audits: reviewers read them (and judge the sample through
+    # the review pages); admins draw the sample and decide. {batch} has drafts, no sample:
+    # an admin's accept or send back is refused with a message, a redirect either way.
+    "captions/batches/": Rule("/captions/batches/", REVIEW, NOT_ALLOWED),
+    "captions/batches/<int:job_id>/": Rule("/captions/batches/{batch}/", REVIEW, NOT_ALLOWED),
+    "captions/batches/<int:job_id>/sample/": Rule(
+        "/captions/batches/{batch}/sample/", NOT_ALLOWED, ADMIN_ACT),
+    "captions/batches/<int:job_id>/accept/": Rule(
+        "/captions/batches/{batch}/accept/", NOT_ALLOWED, ADMIN_ACT),
+    "captions/batches/<int:job_id>/send-back/": Rule(
+        "/captions/batches/{batch}/send-back/", NOT_ALLOWED, ADMIN_ACT, {"comment": "vague"}),
     "review/": Rule("/review/", REVIEW, NOT_ALLOWED),
     "review/bulk/": Rule("/review/bulk/", NOT_ALLOWED, REVIEW, {"captions": "{caption}"}),
     "review/<int:caption_id>/": Rule("/review/{caption}/", REVIEW, NOT_ALLOWED),
@@ -287,6 +299,7 @@ def test_each_rule_example_reaches_its_own_pattern() -> None:
             "token",
             "benchmark",
             "judge",
+            "batch",
         ),
         "1",
     )
@@ -331,6 +344,13 @@ def world(db: Any, django_user_model: Any, png_factory: Any, data_dir: Path) -> 
     model = TrainedModel.objects.create(
         kind=TrainedModel.Kind.RELSIM, name="m", folder=str(data_dir / "models" / "m")
     )
+    batch = Job.objects.create(kind=Job.Kind.CAPTION, status=Job.Status.SUCCEEDED)
+    caption_create(
+        text="A {Animal} beside a {Object}.",
+        image=images[1],
+        source=Caption.Source.MODEL,
+        draft_job_id=batch.pk,
+    )
     study = Study.objects.create(name="s", reference_method="relsim", baselines=["dino"])
     trial = Trial.objects.create(
         study=study,
@@ -362,6 +382,7 @@ def world(db: Any, django_user_model: Any, png_factory: Any, data_dir: Path) -> 
         "trial": trial,
         "benchmark": benchmark,
         "judge": judge,
+        "batch": batch,
         **jobs,
     }
 
@@ -384,6 +405,7 @@ def _values(world: dict[str, Any]) -> dict[str, str]:
         "token": world["participant"].token,
         "benchmark": str(world["benchmark"].pk),
         "judge": str(world["judge"].pk),
+        "batch": str(world["batch"].pk),
         "media": first.file.name,
         "order": f"{second.pk},{first.pk}",
     }

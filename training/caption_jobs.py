@@ -286,7 +286,9 @@ def run_caption(job: Job, reporter: JobReporter) -> dict[str, Any]:
 
         def keep_drafts() -> None:
             nonlocal stored
-            stored = caption_drafts_store(model=model, target=target, drafts=read_drafts(out))
+            stored = caption_drafts_store(
+                model=model, target=target, drafts=read_drafts(out), job=job
+            )
 
         command = module_command("ml.captioning.draft_cli", args)
         run_job_child(job.pk, reporter, command, log_path=folder / "job.log", after=keep_drafts)

@@ -77,11 +77,11 @@ class StoredDrafts:
 
 
 def caption_drafts_store(
-    *, model: TrainedModel, target: str, drafts: Iterable[DraftLine]
+    *, model: TrainedModel, target: str, drafts: Iterable[DraftLine], job: Job | None = None
 ) -> StoredDrafts:
-    """Create a model draft per line, for review. A target that meanwhile got an approved or
-    pending caption (a person's or a model's) is left alone: a draft never competes with or
-    supersedes text already there."""
+    """Create a model draft per line, for review, in the batch of the drafting `job`. A
+    target that meanwhile got an approved or pending caption (a person's or a model's) is
+    left alone: a draft never competes with or supersedes text already there."""
     result = StoredDrafts()
     label = model_label(model)
     live = Q(status__in=[Caption.Status.APPROVED, Caption.Status.DRAFT])
@@ -109,6 +109,7 @@ def caption_drafts_store(
                     source=Caption.Source.MODEL,
                     model_name=label,
                     prompt_version=line.prompt_version,
+                    draft_job_id=job.pk if job is not None else None,
                 )
             except CaptionTextError:
                 result.unusable += 1
