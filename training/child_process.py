@@ -242,9 +242,24 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 
 
 def group_alive(pid: int) -> bool:
-    """Whether any process of the group `pid` still runs (zombies count as gone)."""
-    try:
-        os.killpg(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
+    """Whether any process of the group `pid` still runs. Zombies count as gone: a killed
+    grandchild waits as one until init reaps it, and holds no memory meanwhile."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: a signal 0 cannot tell zombies apart
+        try:
+            os.killpg(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # ended while we looked
+        # "pid (command) state ppid pgrp ...": the command may hold spaces and parentheses.
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == pid and fields[0] not in ("Z", "X"):
+            return True
+    return False
