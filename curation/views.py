@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db.models import Prefetch
+from django.db.models import Count, OuterRef, Prefetch, Subquery
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -25,6 +25,7 @@ from curation.pool import PoolFilterForm, filter_choices, pool_page
 from curation.similarity import best_source, rank
 
 GROUPS_PER_PAGE = 60
+GROUP_ROW_THUMBNAILS = 6
 
 
 def _current_group(request: AuthedRequest) -> Group | None:
@@ -204,12 +205,18 @@ def group_list(request: AuthedRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()
     if query:
         groups = groups.filter(title__icontains=query)
-    groups = groups.prefetch_related(
+    # The row shows a count and six thumbnails: a large group's other members are neither
+    # loaded nor turned into objects (a sliced prefetch is one window query).
+    members = GroupMember.objects.filter(group_id=OuterRef("pk")).order_by().values("group_id")
+    groups = groups.annotate(
+        member_count=Subquery(members.annotate(n=Count("id")).values("n")[:1])
+    ).prefetch_related(
         Prefetch(
             "members",
-            queryset=GroupMember.objects.select_related("image").only(
-                "id", "group_id", "position", "image__id", "image__thumbnail"
-            ),
+            queryset=GroupMember.objects.select_related("image")
+            .only("id", "group_id", "position", "image__id", "image__thumbnail")
+            .order_by("position")[:GROUP_ROW_THUMBNAILS],
+            to_attr="first_members",
         ),
     )[:GROUPS_PER_PAGE]
     context = {

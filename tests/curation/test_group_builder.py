@@ -160,3 +160,20 @@ def test_a_group_becomes_ready_only_with_two_to_n_images(annotator: Any, png_fac
     assert "2 to 10 images; this one has 1" in response.content.decode()
     group.refresh_from_db()
     assert group.state == "draft"
+
+
+def test_the_group_list_counts_members_and_shows_the_first_six_in_order(
+    png_factory: Any, annotator: Any, django_assert_max_num_queries: Any
+) -> None:
+    images = _images(png_factory, 9)
+    big = group_create(title="Nine", images=images, user=annotator)
+    group_create(title="Empty", user=annotator)
+    client = _client(annotator)
+    with django_assert_max_num_queries(12):
+        page = client.get(reverse("group_list")).content.decode()
+    row = page.split(f'href="/groups/{big.pk}/"')[1].split("</li>")[0]
+    assert "9 images" in row
+    thumbs = re.findall(r'<img src="([^"]+)"', row)
+    assert thumbs == [image.thumbnail.url for image in images[:6]]
+    empty = page.split("<strong>Empty</strong>")[1].split("</li>")[0]
+    assert "0 images" in empty
