@@ -15,6 +15,24 @@
 
   var shownAt = null;
 
+  // When a trial was first on screen, kept for the tab's session: a reload shows the same
+  // trial again, and its clock must not start over (Date, not performance.now(), which a
+  // reload resets).
+  function firstShown(form) {
+    var key = "trial-shown:" + form.getAttribute("action");
+    var trial = form.querySelector('input[name="position"]');
+    key += ":" + (trial ? trial.value : "");
+    var now = Date.now();
+    try {
+      var stored = Number(window.sessionStorage.getItem(key));
+      if (stored > 0 && stored <= now) return stored;
+      window.sessionStorage.setItem(key, String(now));
+    } catch (error) {
+      // Storage refused (private mode): the clock starts at this display.
+    }
+    return now;
+  }
+
   function startTrial() {
     var form = document.querySelector("[data-answer-form]");
     if (!form) return;
@@ -22,7 +40,7 @@
     shownAt = null;
     var images = Array.prototype.slice.call(document.querySelectorAll("[data-trial-image]"));
     var waiting = images.filter(function (img) { return !img.complete; }).length;
-    function shown() { shownAt = performance.now(); }
+    function shown() { shownAt = firstShown(form); }
     if (waiting === 0) { shown(); return; }
     images.forEach(function (img) {
       if (img.complete) return;
@@ -36,7 +54,7 @@
     if (form.dataset.sent) return false;
     form.dataset.sent = choice;
     var elapsed = form.querySelector('input[name="response_ms"]');
-    if (elapsed && shownAt !== null) elapsed.value = String(Math.round(performance.now() - shownAt));
+    if (elapsed && shownAt !== null) elapsed.value = String(Math.max(0, Date.now() - shownAt));
     fillViewport(form);
     return true;
   }

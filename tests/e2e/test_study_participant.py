@@ -67,7 +67,9 @@ def test_a_participant_on_a_phone_taps_through_reloads_and_gets_the_code(
         _wait_for_trial(page, number)
         page.locator("#choose-left").click()
     _wait_for_trial(page, 3)
-    # A reload midway resumes at the same trial, with nothing lost or doubled.
+    page.wait_for_timeout(1500)
+    # A reload midway resumes at the same trial, with nothing lost or doubled, and the
+    # trial's clock runs on from its first display.
     page.reload()
     _wait_for_trial(page, 3)
     assert Answer.objects.filter(participant=participant).count() == 2
@@ -81,6 +83,7 @@ def test_a_participant_on_a_phone_taps_through_reloads_and_gets_the_code(
     expect(page.locator("#completion-code")).to_have_text("DONE42")
     answers = Answer.objects.filter(participant=participant)
     assert answers.count() == total
+    assert answers.get(position=2).response_ms >= 1500
     assert answers.filter(response_ms__isnull=False).count() == total
     assert set(answers.values_list("viewport", flat=True)) == {"390x844"}
     participant.refresh_from_db()
