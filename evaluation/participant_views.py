@@ -22,8 +22,9 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from curation.models import Image
 from evaluation.answer_sql import participant_with_study
-from evaluation.models import Assignment, Participant, Study, StudyText
+from evaluation.models import Assignment, Participant, Study, StudyText, Trial
 from evaluation.study_forms import AnswerForm, ConsentForm
 from evaluation.study_services import (
     Progress,
@@ -320,17 +321,21 @@ def participant_image(request: HttpRequest, token: str, position: int, slot: str
     it, and only the participant's own trials can be read."""
     if slot not in SLOTS:
         raise Http404("No such image")
-    participant = get_object_or_404(Participant, token=token)
     assignment = get_object_or_404(
         Assignment.objects.select_related("trial__query", "trial__image_a", "trial__image_b"),
-        participant=participant,
+        participant__token=token,
         position=position,
     )
-    trial = assignment.trial
-    left, right = (
-        (trial.image_a, trial.image_b) if assignment.a_on_left else (trial.image_b, trial.image_a)
-    )
-    image = {"query": trial.query, "left": left, "right": right}[slot]
+    return image_response(slot_image(assignment.trial, slot, a_on_left=assignment.a_on_left))
+
+
+def slot_image(trial: Trial, slot: str, *, a_on_left: bool) -> Image:
+    """The image a trial shows at `slot` (query, left or right) with image A on that side."""
+    left, right = (trial.image_a, trial.image_b) if a_on_left else (trial.image_b, trial.image_a)
+    return {"query": trial.query, "left": left, "right": right}[slot]
+
+
+def image_response(image: Image) -> FileResponse:
     try:
         handle = image.file.open("rb")
     except (FileNotFoundError, ValueError):

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from core.access import EVALUATE, permission_required, safe_next
 from core.http import AuthedRequest
 from evaluation.models import BenchmarkRun, Participant, Study, Trial
-from evaluation.participant_views import SLOTS, study_link
+from evaluation.participant_views import SLOTS, image_response, slot_image, study_link
 from evaluation.study_forms import StudyForm, StudyTextForm
 from evaluation.study_services import (
     StudyError,
@@ -226,8 +226,5 @@ def study_preview_image(
     )
     if slot not in SLOTS:
         raise Http404("No such image")
-    image = {"query": trial.query, "left": trial.image_a, "right": trial.image_b}[slot]
-    try:
-        return FileResponse(image.file.open("rb"), content_type="image/png")
-    except (FileNotFoundError, ValueError):
-        raise Http404("The image file is missing") from None
+    # The preview shows A on the left.
+    return image_response(slot_image(trial, slot, a_on_left=True))
