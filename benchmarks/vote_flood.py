@@ -94,7 +94,8 @@ def _drop_database(url: str) -> None:
 def _environment(args: argparse.Namespace, data_dir: Path) -> dict[str, str]:
     return {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
+        # The app's settings with two reference views in front (benchmarks/flood/urls.py).
+        "DJANGO_SETTINGS_MODULE": "benchmarks.flood.settings",
         "DATABASE_URL": args.database_url,
         "RELSIM_DATA_DIR": str(data_dir / "data"),
         "CELERY_BROKER_URL": "",
@@ -183,6 +184,12 @@ def _setup(out: Path, answers: int) -> None:
     from evaluation.study_services import study_create, study_set_open
 
     call_command("migrate", verbosity=0)
+    from django.db import connection
+
+    from benchmarks.flood.urls import SCRATCH_TABLE
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {SCRATCH_TABLE} (id BIGSERIAL PRIMARY KEY, n INTEGER)")
     # Two baselines give two trials per query; a margin over the answers each participant
     # gives, so the least-seen picking has a choice.
     queries = max(120, answers * 3 // 5 + 1)
@@ -473,20 +480,28 @@ def _run_threads(count: int, target: Callable[[int], Any]) -> list[Any]:
 
 def _trivial(port: int, clients: int, requests: int) -> tuple[float, Tally]:
     """Requests/s of /healthz/ with the same client and the same number of threads."""
+    return _reference(port, clients, requests, "GET", "/healthz/")
+
+
+def _reference(
+    port: int, clients: int, requests: int, method: str, url: str
+) -> tuple[float, Tally]:
+    """Requests/s of one reference view with the same client and number of threads."""
     tally = Tally()
     begun: list[float] = []
     barrier = threading.Barrier(clients, action=lambda: begun.append(time.perf_counter()))
+    data: dict[str, str] | None = {} if method == "POST" else None
 
     def one(_: int) -> float:
         browser = Browser(port, tally)
         barrier.wait()
         for _ in range(requests):
-            browser.request("healthz", "GET", "/healthz/")
+            browser.request(url, method, url, data=data)
         browser.close()
         return time.perf_counter()
 
     ends = _run_threads(clients, one)
-    return tally.count(("healthz",), (200,)) / (max(ends) - begun[0]), tally
+    return tally.count((url,), (200,)) / (max(ends) - begun[0]), tally
 
 
 # --- checking the database ----------------------------------------------------------------
@@ -634,6 +649,14 @@ def main(argv: list[str] | None = None) -> int:
         flood, sent, wall = _flood(args, port, study)
         trivial_after, after_tally = _trivial(port, args.participants, trivial_requests)
         print(f"Trivial view after:  {trivial_after:,.0f} req/s", flush=True)
+        # The floor under an answer: a database round trip, then a row committed to disk.
+        select_s, select_tally = _reference(
+            port, args.participants, trivial_requests, "GET", "/bench/select-one/"
+        )
+        insert_s, insert_tally = _reference(
+            port, args.participants, trivial_requests, "POST", "/bench/insert-one/"
+        )
+        print(f"One SELECT 1: {select_s:,.0f} req/s; one committed INSERT: {insert_s:,.0f} req/s")
         counts = _verify(args.database_url, study["study_id"], sent, args.answers)
     finally:
         if server is not None:
@@ -655,8 +678,8 @@ def main(argv: list[str] | None = None) -> int:
     answers_s = accepted / wall
     trivial_s = statistics.mean([trivial_before, trivial_after])
     ratio = answers_s / trivial_s
-    server_errors = (
-        tally.server_errors() + trivial_tally.server_errors() + after_tally.server_errors()
+    server_errors = sum(
+        t.server_errors() for t in (tally, trivial_tally, after_tally, select_tally, insert_tally)
     )
     logged_errors = server_log.count("Internal Server Error") + server_log.count("Traceback")
     transport = sum(tally.transport_errors.values())
@@ -701,6 +724,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"Ratio: {ratio:.2f} of the trivial view")
     print(
+        f"References, same clients: a view running SELECT 1 {select_s:,.0f} req/s "
+        f"({select_s / trivial_s:.2f} of the trivial view); a view committing one INSERT "
+        f"{insert_s:,.0f} req/s ({insert_s / trivial_s:.2f}). An answer reads the participant "
+        "and commits a row, then renders the next trial."
+    )
+    print(
         f"Answer POST latency: p50 {_percentile(latencies, 0.5):.0f} ms, "
         f"p95 {_percentile(latencies, 0.95):.0f} ms, max {max(latencies, default=0):.0f} ms"
     )
@@ -741,6 +770,7 @@ def main(argv: list[str] | None = None) -> int:
         "double_rate": args.double,
         "reload_rate": args.reload,
         "trivial_req_s": {"before": trivial_before, "after": trivial_after, "mean": trivial_s},
+        "reference_req_s": {"select_one": select_s, "insert_one": insert_s},
         "answers_s": answers_s,
         "stored_answers_s": unique / wall,
         "accepted_answer_posts": accepted,

@@ -5,7 +5,7 @@ token in their link and in their session, and reaches their own study and nothin
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import wraps
+from functools import lru_cache, wraps
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,14 +18,14 @@ from django.http import (
     HttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from curation.models import Image
-from evaluation.answer_sql import participant_with_study
+from evaluation.answer_sql import Found, participant_with_study
 from evaluation.models import Assignment, Participant, Study, StudyText, Trial
-from evaluation.study_forms import AnswerForm, ConsentForm
+from evaluation.study_forms import AnswerInvalid, ConsentForm, read_answer
 from evaluation.study_services import (
     Progress,
     StudyError,
@@ -79,13 +79,13 @@ def _open_study(slug: str) -> Study:
     return study
 
 
-def _participant(token: str) -> Participant:
-    participant = participant_with_study(token)
-    if participant is None:
+def _participant(token: str) -> Found:
+    found = participant_with_study(token)
+    if found is None:
         raise _NO_LINK
-    if not participant.study.is_open:
+    if not found.participant.study.is_open:
         raise _NOT_OPEN
-    return participant
+    return found
 
 
 def _participant_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -187,16 +187,29 @@ def _screened_out(request: HttpRequest, study: Study) -> HttpResponse:
 @require_GET
 @_participant_page
 def participant_instructions(request: HttpRequest, token: str) -> HttpResponse:
-    participant = _participant(token)
+    participant = _participant(token).participant
     context = {"participant": participant, "study": participant.study, "text": participant.text}
     return render(request, "evaluation/participate/instructions.html", context)
 
 
-def _slot_url(participant: Participant, position: int, slot: str) -> str:
-    return reverse(
-        "participant_image",
-        kwargs={"token": participant.token, "position": position, "slot": slot},
+@lru_cache(maxsize=8)
+def _url_format(name: str, prefix: str) -> str:
+    """A participant URL as a format string, from one reverse with markers: six image URLs
+    per answer through reverse() cost as much as storing the answer. Keyed by the script
+    prefix, which is all that can change while the process runs."""
+    kwargs = {"token": "TOKEN-MARK", "position": 9999999, "slot": "SLOT-MARK"}
+    wanted = {"participant_image": ("token", "position", "slot")}.get(name, ("token",))
+    marked = reverse(name, kwargs={key: kwargs[key] for key in wanted})
+    return (
+        marked.replace("TOKEN-MARK", "{token}")
+        .replace("9999999", "{position}")
+        .replace("SLOT-MARK", "{slot}")
     )
+
+
+def _slot_url(participant: Participant, position: int, slot: str) -> str:
+    url_format = _url_format("participant_image", get_script_prefix())
+    return url_format.format(token=participant.token, position=position, slot=slot)
 
 
 def _trial_context(participant: Participant, progress: Progress) -> dict[str, object] | None:
@@ -217,7 +230,9 @@ def _trial_context(participant: Participant, progress: Progress) -> dict[str, ob
         "preload": [_slot_url(participant, following, s) for s in SLOTS]
         if following is not None
         else [],
-        "answer_url": reverse("participant_answer", kwargs={"token": participant.token}),
+        "answer_url": _url_format("participant_answer", get_script_prefix()).format(
+            token=participant.token
+        ),
     }
 
 
@@ -230,7 +245,7 @@ def _done_url(participant: Participant) -> str:
 @_participant_page
 def participant_trial(request: HttpRequest, token: str) -> HttpResponse:
     """The next unanswered trial: a reload, the back button or a new tab all land here."""
-    participant = _participant(token)
+    participant, answered = _participant(token)
     if participant.finished_at is not None:
         return redirect(_done_url(participant))
     if not participant_can_continue(participant):
@@ -240,7 +255,7 @@ def participant_trial(request: HttpRequest, token: str) -> HttpResponse:
             "Please return the study on your platform.",
             410,
         )
-    context = _trial_context(participant, participant_progress(participant))
+    context = _trial_context(participant, participant_progress(participant, answered))
     if context is None:
         return redirect(_done_url(participant))
     return render(request, "evaluation/participate/trial.html", context)
@@ -266,24 +281,23 @@ def _rate_limited(participant: Participant) -> bool:
 def participant_answer(request: HttpRequest, token: str) -> HttpResponse:
     """Save one answer, then show the next trial (htmx) or redirect to it. Sending the same
     answer again is harmless: the first one stands."""
-    participant = _participant(token)
+    participant, answered = _participant(token)
     if not participant_can_continue(participant) and participant.finished_at is None:
         return _message(request, "This session has expired", "Please return the study.", 410)
     if _rate_limited(participant):
         return _message(request, "Slow down", "Too many answers at once; try again.", 429)
-    form = AnswerForm(request.POST)
-    if not form.is_valid():
-        problems = "; ".join(
-            f"{name}: {' '.join(str(e) for e in errors)}" for name, errors in form.errors.items()
-        )
-        return _message(request, "That answer could not be read", problems, 400)
+    try:
+        given = read_answer(request.POST)
+    except AnswerInvalid as invalid:
+        return _message(request, "That answer could not be read", str(invalid), 400)
     try:
         recorded = answer_record(
             participant=participant,
-            position=form.cleaned_data["position"],
-            choice=form.cleaned_data["choice"],
-            response_ms=form.cleaned_data.get("response_ms"),
-            viewport=form.cleaned_data.get("viewport") or "",
+            position=given.position,
+            choice=given.choice,
+            response_ms=given.response_ms,
+            viewport=given.viewport,
+            answered=answered,
         )
     except StudyError as error:
         return _message(request, "That answer could not be saved", str(error), 400)
@@ -305,7 +319,7 @@ def participant_answer(request: HttpRequest, token: str) -> HttpResponse:
 @_participant_page
 def participant_done(request: HttpRequest, token: str) -> HttpResponse:
     """The completion code, and the way back to Prolific - only once every answer is in."""
-    participant = _participant(token)
+    participant = _participant(token).participant
     if participant.finished_at is None:
         return redirect("participant_trial", token=participant.token)
     study = participant.study

@@ -16,7 +16,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from curation.models import GroupMember, Image
-from evaluation.answer_sql import answered_positions, insert_answer
+from evaluation.answer_sql import answered_count, insert_answer
 from evaluation.models import (
     Answer,
     Assignment,
@@ -340,15 +340,18 @@ class Progress:
     total: int
 
 
-def participant_progress(participant: Participant) -> Progress:
-    """Where the participant stands, from one query; positions run from 0 to trial_count."""
-    return _progress(answered_positions(participant.pk), participant.trial_count)
+def participant_progress(participant: Participant, answered: int | None = None) -> Progress:
+    """Where the participant stands. Answers fill the sequence from its start, so the count
+    of answers is the first open position; pass it when already read."""
+    if answered is None:
+        answered = answered_count(participant.pk)
+    return _progress(answered, participant.trial_count)
 
 
-def _progress(answered: set[int], total: int) -> Progress:
-    open_places = (place for place in range(total) if place not in answered)
-    position, following = next(open_places, None), next(open_places, None)
-    return Progress(position, following, len(answered), total)
+def _progress(answered: int, total: int) -> Progress:
+    position = answered if answered < total else None
+    following = answered + 1 if answered + 1 < total else None
+    return Progress(position, following, min(answered, total), total)
 
 
 @dataclass(frozen=True)
@@ -365,24 +368,27 @@ def answer_record(
     choice: str,
     response_ms: int | None,
     viewport: str = "",
+    answered: int | None = None,
 ) -> Recorded:
     """Save an answer to the trial at `position` of the participant's sequence: the first
     trial still open, as the page shows it. Sending an answer again changes nothing (the
-    first one stands, one per trial); a trial further on than the open one is refused."""
+    first one stands, one per trial); a trial further on than the open one is refused, so
+    answers always fill the sequence from its start. `answered` is the count of answers when
+    the caller has just read it."""
     if choice not in Answer.Choice.values:
         raise StudyError(f"unknown answer {choice!r}: choose left, right or same")
     total = participant.trial_count
     if not 0 <= position < total:
         raise StudyError(f"there is no trial {position} in this session")
-    answered = answered_positions(participant.pk)
+    if answered is None:
+        answered = answered_count(participant.pk)
     created = False
-    if position not in answered:
-        first_open = next(place for place in range(total) if place not in answered)
-        if position != first_open:
-            raise StudyError(
-                f"trial {position} is not the one on screen (that is trial {first_open}): "
-                "reload the page to go on"
-            )
+    if position > answered:
+        raise StudyError(
+            f"trial {position} is not the one on screen (that is trial {answered}): "
+            "reload the page to go on"
+        )
+    if position == answered:
         created = insert_answer(
             participant_id=participant.pk,
             position=position,
@@ -391,7 +397,8 @@ def answer_record(
             viewport=viewport[:20],
             now=timezone.now(),
         )
-        answered = answered | {position}
+        # Written now or by a request sent at the same moment: either way it is answered.
+        answered = position + 1
     progress = _progress(answered, total)
     finished = progress.position is None
     if finished and participant.finished_at is None:

@@ -8,7 +8,6 @@ from django.urls import URLPattern, path
 from evaluation import (
     benchmark_views,
     judge_views,
-    participant_views,
     results_views,
     study_views,
 )
@@ -94,24 +93,5 @@ urlpatterns: list[URLPattern] = [
         "evaluation/participants/<int:participant_id>/exclude/",
         study_views.participant_exclude,
         name="participant_exclude",
-    ),
-    # Participants (no account)
-    path("study/<str:slug>/", participant_views.study_entry, name="study_entry"),
-    path(
-        "study/p/<str:token>/start/",
-        participant_views.participant_instructions,
-        name="participant_instructions",
-    ),
-    path("study/p/<str:token>/", participant_views.participant_trial, name="participant_trial"),
-    path(
-        "study/p/<str:token>/answer/",
-        participant_views.participant_answer,
-        name="participant_answer",
-    ),
-    path("study/p/<str:token>/done/", participant_views.participant_done, name="participant_done"),
-    path(
-        "study/p/<str:token>/img/<int:position>/<str:slot>.png",
-        participant_views.participant_image,
-        name="participant_image",
     ),
 ]

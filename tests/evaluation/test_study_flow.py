@@ -275,6 +275,10 @@ def test_declining_consent_records_nothing_and_gives_the_screen_out_code(
         {"position": "-1", "choice": "left"},
         {"position": "0", "choice": "left", "response_ms": "soon"},
         {"position": "0", "choice": "left", "viewport": "<script>"},
+        {"choice": "left"},
+        {"position": "٣", "choice": "left"},
+        {"position": "100001", "choice": "left"},
+        {"position": "0", "choice": "left", "response_ms": "86400001"},
     ],
 )
 def test_a_malformed_answer_is_refused_with_a_reason(
@@ -287,6 +291,30 @@ def test_a_malformed_answer_is_refused_with_a_reason(
     assert response.status_code == 400
     assert "could not be read" in response.content.decode()
     assert not Answer.objects.exists()
+
+
+def test_a_malformed_answer_names_each_field_that_is_wrong(png_factory: Any) -> None:
+    study = _study(png_factory)
+    client = Client()
+    token = _start(client, study)
+    data = {"position": "x", "choice": "up", "response_ms": "-5"}
+    text = client.post(reverse("participant_answer", args=[token]), data).content.decode()
+    assert "position: enter a whole number" in text
+    assert "choice: &#x27;up&#x27; is not one of left, right or same" in text
+    assert "response_ms: enter a whole number" in text
+
+
+def test_the_trial_links_match_the_url_patterns(png_factory: Any) -> None:
+    """The trial page builds its image and answer links from format strings: they must be
+    what reverse() gives."""
+    study = _study(png_factory)
+    client = Client()
+    token = _start(client, study)
+    page = client.get(reverse("participant_trial", args=[token])).content.decode()
+    for slot in ("query", "left", "right"):
+        assert reverse("participant_image", args=[token, 0, slot]) in page
+        assert reverse("participant_image", args=[token, 1, slot]) in page  # preloaded
+    assert f'hx-post="{reverse("participant_answer", args=[token])}"' in page
 
 
 def test_bad_platform_ids_in_the_link_are_refused(png_factory: Any) -> None:
