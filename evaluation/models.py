@@ -158,6 +158,10 @@ class Study(models.Model):
     resume_hours = models.PositiveIntegerField(
         default=24, help_text="How long a participant's unfinished session can be resumed."
     )
+    # The paper collected 800-880 answers per baseline; recruitment is planned from this.
+    answers_per_baseline = models.PositiveIntegerField(
+        default=840, help_text="Answers wanted for each baseline."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )

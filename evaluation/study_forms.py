@@ -10,7 +10,11 @@ from typing import Any
 from django import forms
 
 from evaluation.models import Answer, BenchmarkRun
-from evaluation.study_services import DEFAULT_CONSENT, DEFAULT_INSTRUCTIONS
+from evaluation.study_services import (
+    DEFAULT_ANSWERS_PER_BASELINE,
+    DEFAULT_CONSENT,
+    DEFAULT_INSTRUCTIONS,
+)
 
 _CODE = r"^[A-Za-z0-9_-]*$"
 
@@ -66,6 +70,13 @@ class StudyForm(forms.Form):
     )
     resume_hours = forms.IntegerField(
         min_value=1, max_value=24 * 14, initial=24, help_text="How long a reload may resume."
+    )
+    answers_per_baseline = forms.IntegerField(
+        min_value=1,
+        max_value=100_000,
+        initial=DEFAULT_ANSWERS_PER_BASELINE,
+        help_text="Answers wanted for each baseline (the paper: 800-880); the study page "
+        "says how many participants that takes.",
     )
     consent = forms.CharField(widget=forms.Textarea(attrs={"rows": 6}), initial=DEFAULT_CONSENT)
     instructions = forms.CharField(

@@ -4,6 +4,7 @@ answers (one per trial, whatever is sent again) and deleting a participant's dat
 
 from __future__ import annotations
 
+import math
 import random
 import secrets
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ DEFAULT_INSTRUCTIONS = (
 )
 # Catch trials made per study: enough that participants rarely see the same one twice.
 CATCH_TRIALS_PER_STUDY = 40
+# The paper's study collected 800-880 answers per baseline.
+DEFAULT_ANSWERS_PER_BASELINE = 840
 
 
 class StudyError(Exception):
@@ -147,6 +150,7 @@ def study_create(
     completion_code: str = "",
     screenout_code: str = "",
     resume_hours: int = 24,
+    answers_per_baseline: int = DEFAULT_ANSWERS_PER_BASELINE,
     consent: str = DEFAULT_CONSENT,
     instructions: str = DEFAULT_INSTRUCTIONS,
     user: User | None = None,
@@ -169,6 +173,7 @@ def study_create(
         completion_code=completion_code,
         screenout_code=screenout_code,
         resume_hours=resume_hours,
+        answers_per_baseline=answers_per_baseline,
         created_by=user,
     )
     ab, skipped = _ab_trials(study, benchmark)
@@ -231,8 +236,13 @@ def _pick_trials(study: Study, rng: random.Random) -> list[Trial]:
         )
         for baseline in study.baselines
     }
-    while len(ab) < study.trials_per_participant and any(per_baseline.values()):
-        for trials in per_baseline.values():
+    # Each participant's round starts at a different baseline, so that when the trials do
+    # not divide evenly no baseline is always the one given more.
+    order = list(per_baseline.values())
+    start = rng.randrange(len(order)) if order else 0
+    order = order[start:] + order[:start]
+    while len(ab) < study.trials_per_participant and any(order):
+        for trials in order:
             if trials and len(ab) < study.trials_per_participant:
                 ab.append(trials.pop(0))
     catch = list(
@@ -430,3 +440,56 @@ def trials_summary(study: Study) -> dict[str, int]:
         catch=Count("id", filter=Q(kind=Trial.Kind.CATCH)),
     )
     return {"ab": counts["ab"], "catch": counts["catch"]}
+
+
+@dataclass(frozen=True)
+class BaselineProgress:
+    baseline: str
+    answers: int
+    target: int
+
+    @property
+    def percent(self) -> int:
+        return min(100, round(100 * self.answers / self.target)) if self.target else 100
+
+    @property
+    def reached(self) -> bool:
+        return self.answers >= self.target
+
+
+@dataclass(frozen=True)
+class Recruitment:
+    """Answers per baseline against the study's target, and the participants that takes."""
+
+    baselines: list[BaselineProgress]
+    # For the whole target, and still to recruit for the baseline furthest from it.
+    participants_needed: int
+    participants_to_go: int
+
+    @property
+    def reached(self) -> bool:
+        return all(row.reached for row in self.baselines)
+
+
+def _participants_for(answers: int, study: Study) -> int:
+    """Participants who give `answers` to each baseline: a participant's A/B trials are
+    spread evenly over the baselines."""
+    per_baseline = study.trials_per_participant / max(1, len(study.baselines))
+    return math.ceil(answers / per_baseline) if answers > 0 else 0
+
+
+def study_recruitment(study: Study) -> Recruitment:
+    """How far each baseline is from the target, counting the answers that go into the
+    results (excluded participants' answers do not)."""
+    counted = dict(
+        Answer.objects.filter(
+            participant__study=study, participant__excluded=False, trial__kind=Trial.Kind.AB
+        )
+        .values_list("trial__method_b")
+        .annotate(n=Count("id"))
+        .values_list("trial__method_b", "n")
+    )
+    target = study.answers_per_baseline
+    rows = [BaselineProgress(b, int(counted.get(b, 0)), target) for b in study.baselines]
+    missing = max((max(0, target - row.answers) for row in rows), default=0)
+    return Recruitment(rows, _participants_for(target, study), _participants_for(missing, study))

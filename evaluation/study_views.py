@@ -21,6 +21,7 @@ from evaluation.study_services import (
     participant_delete,
     participant_set_excluded,
     study_create,
+    study_recruitment,
     study_set_open,
     study_text_add,
     trials_summary,
@@ -69,6 +70,7 @@ def study_new(request: AuthedRequest) -> HttpResponse:
                 completion_code=data["completion_code"],
                 screenout_code=data["screenout_code"],
                 resume_hours=data["resume_hours"],
+                answers_per_baseline=data["answers_per_baseline"],
                 consent=data["consent"],
                 instructions=data["instructions"],
                 user=request.user,
@@ -110,6 +112,7 @@ def study_detail(request: AuthedRequest, study_id: int) -> HttpResponse:
         "prolific_link": study_link(request, study, prolific=True),
         "trials": trials_summary(study),
         "per_baseline": sorted(per_baseline.items()),
+        "recruitment": study_recruitment(study),
         "participants": participants,
         "texts": study.texts.all(),
         "text_form": StudyTextForm(

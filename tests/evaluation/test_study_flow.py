@@ -16,8 +16,10 @@ from evaluation.models import Answer, Assignment, Participant, Study, Trial
 from evaluation.study_services import (
     StudyError,
     answer_record,
+    participant_set_excluded,
     participant_start,
     study_create,
+    study_recruitment,
     study_text_add,
 )
 from tests.evaluation.study_data import finished_benchmark
@@ -394,12 +396,14 @@ def test_admins_build_open_preview_and_delete(
             "trials_per_participant": 5,
             "catch_per_participant": 0,
             "resume_hours": 24,
+            "answers_per_baseline": 0,
             "consent": "c",
             "instructions": "i",
         },
     )
     assert bad.status_code == 400
     assert "cannot also be a baseline" in bad.content.decode()
+    assert "greater than or equal to 1" in bad.content.decode()
     response = client.post(
         reverse("study_new"),
         {
@@ -411,6 +415,7 @@ def test_admins_build_open_preview_and_delete(
             "catch_per_participant": 1,
             "completion_code": "CC1",
             "resume_hours": 24,
+            "answers_per_baseline": 850,
             "consent": "Consent words.",
             "instructions": "Instruction words.",
         },
@@ -421,6 +426,9 @@ def test_admins_build_open_preview_and_delete(
     client.post(reverse("study_open", args=[study.pk]), {"open": "1"})
     detail = client.get(reverse("study_detail", args=[study.pk])).content.decode()
     assert study.slug in detail and "PROLIFIC_PID={{%PROLIFIC_PID%}}" in detail
+    # 850 answers for each of 2 baselines at 4 A/B trials a participant: 425 participants.
+    assert study.answers_per_baseline == 850
+    assert "takes <strong>425</strong> participants" in detail
     preview = client.get(reverse("study_preview", args=[study.pk]) + "?n=1")
     assert preview.status_code == 200 and "nothing is recorded" in preview.content.decode()
     assert not Participant.objects.exists()
@@ -471,3 +479,55 @@ def test_the_admin_site_deletes_a_participants_data_on_request(
     )
     assert "Deleted 1 participants&#x27; data and 1 answers." in response.content.decode()
     assert not Participant.objects.exists() and not Answer.objects.exists()
+
+
+def test_recruitment_counts_each_baselines_answers_against_the_target(
+    png_factory: Any,
+) -> None:
+    study = _study(png_factory, answers_per_baseline=9)
+    # 6 A/B trials a participant over 2 baselines: 3 answers each, so 3 participants.
+    plan = study_recruitment(study)
+    assert plan.participants_needed == 3 and plan.participants_to_go == 3
+    assert [(row.baseline, row.answers, row.target) for row in plan.baselines] == [
+        ("phash", 0, 9),
+        ("clip-i", 0, 9),
+    ]
+    tokens = []
+    for _ in range(2):
+        client = Client()
+        tokens.append(_start(client, study))
+        _answer_all(client, tokens[-1])
+    plan = study_recruitment(study)
+    # Catch-trial answers are not counted: 3 per baseline per participant.
+    assert [row.answers for row in plan.baselines] == [6, 6]
+    assert [row.percent for row in plan.baselines] == [67, 67]
+    assert plan.participants_to_go == 1 and not plan.reached
+    participant_set_excluded(participant=Participant.objects.get(token=tokens[0]), excluded=True)
+    plan = study_recruitment(study)
+    assert [row.answers for row in plan.baselines] == [3, 3]
+    assert plan.participants_to_go == 2
+    for _ in range(2):
+        client = Client()
+        _answer_all(client, _start(client, study))
+    assert study_recruitment(study).reached
+
+
+def test_each_participant_gets_as_many_trials_of_each_baseline_as_can_be(
+    png_factory: Any,
+) -> None:
+    """With an odd number of A/B trials a participant, which baseline gets the extra one
+    varies between participants."""
+    study = _study(png_factory, trials_per_participant=5, catch_per_participant=0)
+    extra = set()
+    # Chance alone would give one baseline the extra trial 20 times in a row once in 500,000.
+    for _ in range(20):
+        token = _start(Client(), study)
+        methods = list(
+            Assignment.objects.filter(participant__token=token).values_list(
+                "trial__method_b", flat=True
+            )
+        )
+        counts = sorted((methods.count("phash"), methods.count("clip-i")))
+        assert counts == [2, 3]
+        extra.add(max(("phash", "clip-i"), key=methods.count))
+    assert extra == {"phash", "clip-i"}
