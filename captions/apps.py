@@ -8,4 +8,7 @@ class CaptionsConfig(AppConfig):
     name = "captions"
 
     def ready(self) -> None:
-        from captions import receivers  # noqa: F401  (connects the signal receivers)
+        from captions import (
+            audit_jobs,  # noqa: F401  (registers its job runner)
+            receivers,  # noqa: F401  (connects the signal receivers)
+        )

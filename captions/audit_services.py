@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import secrets
+from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -93,37 +94,21 @@ def _claim(audit: DraftAudit, decision: str, user: User, figures: AuditFigures) 
     return claimed == 1
 
 
-def audit_accept(*, audit: DraftAudit, user: User) -> DraftAudit:
-    """Approve the batch's remaining drafts, each with a revision naming the audit. A draft
-    with lint errors, or whose group or image got an approved caption meanwhile, stays a
-    draft for a person (counted as skipped)."""
+def audit_accept(*, audit: DraftAudit, user: User, enqueue: bool = True) -> DraftAudit:
+    """Record the decision to approve the batch's remaining drafts and start the job that
+    does it (a batch at the paper's scale holds 100k drafts: more than a request should
+    carry). A draft with lint errors, or whose group or image has an approved caption by
+    then, stays a draft for a person (counted as skipped)."""
     figures = _decidable(audit)
     note = f"approved by audit of batch #{audit.job_id}: {_result(figures)}"
-    with transaction.atomic():
-        if not _claim(audit, DraftAudit.Decision.ACCEPTED, user, figures):
-            raise AuditRefused(f"Batch #{audit.job_id} was decided meanwhile.")
-        blocked = set(remaining_blocked(audit).values_list("id", flat=True))
-        changed = skipped = 0
-        for caption in remaining_drafts(audit).iterator(chunk_size=1000):
-            if caption.pk in blocked or lint_caption(caption.text).errors:
-                skipped += 1
-                continue
-            try:
-                with transaction.atomic():
-                    done = _move(caption, user, Caption.Status.APPROVED, note=note)
-            except IntegrityError:
-                # An approved caption for the same target arrived after the check.
-                done = False
-            changed += done
-            skipped += not done
-        DraftAudit.objects.filter(pk=audit.pk).update(changed=changed, skipped=skipped)
-    audit.refresh_from_db()
-    return audit
+    return _decide(audit, DraftAudit.Decision.ACCEPTED, user, figures, note, "", enqueue)
 
 
-def audit_send_back(*, audit: DraftAudit, user: User, comment: str = "") -> DraftAudit:
-    """Reject the batch's remaining drafts with the send-back reason code and a comment
-    naming the audit and its figures."""
+def audit_send_back(
+    *, audit: DraftAudit, user: User, comment: str = "", enqueue: bool = True
+) -> DraftAudit:
+    """Record the decision to reject the batch's remaining drafts (the send-back reason
+    code, a comment naming the audit and its figures) and start the job that does it."""
     reason = settings.RELSIM_AUDIT_SEND_BACK_REASON
     if reason not in settings.RELSIM_REJECT_REASONS:
         raise AuditRefused(
@@ -134,21 +119,148 @@ def audit_send_back(*, audit: DraftAudit, user: User, comment: str = "") -> Draf
     extra = " ".join(comment.split())
     note = f"sent back by audit of batch #{audit.job_id}: {_result(figures)}"
     full_comment = f"{note}. {extra}" if extra else note
+    return _decide(audit, DraftAudit.Decision.SENT_BACK, user, figures, note, full_comment, enqueue)
+
+
+def _decide(
+    audit: DraftAudit,
+    decision: str,
+    user: User,
+    figures: AuditFigures,
+    note: str,
+    comment: str,
+    enqueue: bool,
+) -> DraftAudit:
+    from training import services as job_services
+    from training.models import Job
+
+    params = {"audit": audit.pk, "note": note, "comment": comment[:1000]}
     with transaction.atomic():
-        if not _claim(audit, DraftAudit.Decision.SENT_BACK, user, figures):
+        if not _claim(audit, decision, user, figures):
             raise AuditRefused(f"Batch #{audit.job_id} was decided meanwhile.")
-        changed = 0
-        for caption in remaining_drafts(audit).iterator(chunk_size=1000):
-            changed += _move(
-                caption,
-                user,
-                Caption.Status.REJECTED,
-                reason=reason,
-                comment=full_comment[:1000],
+        if enqueue:
+            job = job_services.job_create(kind=Job.Kind.AUDIT_APPLY, params=params, user=user)
+        else:
+            job = Job.objects.create(
+                kind=Job.Kind.AUDIT_APPLY, params=params, queue=Job.Queue.CPU, created_by=user
             )
-        DraftAudit.objects.filter(pk=audit.pk).update(changed=changed)
+        DraftAudit.objects.filter(pk=audit.pk).update(apply_job=job)
     audit.refresh_from_db()
     return audit
+
+
+# Drafts moved per transaction: short locks, and progress a person can watch.
+APPLY_CHUNK = 1000
+
+
+def audit_apply(
+    *,
+    audit: DraftAudit,
+    note: str,
+    comment: str = "",
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> DraftAudit:
+    """Carry out the recorded decision on the batch's remaining drafts, a chunk per
+    transaction. Stopping and running again goes on where it stopped: a moved draft is no
+    longer remaining. `skipped` is what is left for people at the end."""
+    if not audit.decision or audit.decided_by is None:
+        raise AuditRefused(f"Batch #{audit.job_id} has no decision to carry out.")
+    ids = list(remaining_drafts(audit).values_list("id", flat=True))
+    done = 0
+    for start in range(0, len(ids), APPLY_CHUNK):
+        if should_stop is not None and should_stop():
+            raise AuditStopped(f"stopped after {done} of {len(ids)} drafts")
+        chunk = ids[start : start + APPLY_CHUNK]
+        changed = _apply_chunk(audit, chunk, note, comment)
+        DraftAudit.objects.filter(pk=audit.pk).update(changed=F("changed") + changed)
+        done += len(chunk)
+        if progress is not None:
+            progress(done, len(ids))
+    DraftAudit.objects.filter(pk=audit.pk).update(skipped=remaining_drafts(audit).count())
+    audit.refresh_from_db()
+    return audit
+
+
+class AuditStopped(Exception):
+    """Applying a decision stopped when asked; running it again goes on from there."""
+
+
+def _apply_chunk(audit: DraftAudit, ids: list[int], note: str, comment: str) -> int:
+    """Move one chunk in one transaction, with one UPDATE and one INSERT. Should another
+    approval for the same group or image arrive meanwhile, the chunk goes draft by draft."""
+    approving = audit.decision == DraftAudit.Decision.ACCEPTED
+    try:
+        with transaction.atomic():
+            return _apply_together(audit, ids, approving, note, comment)
+    except IntegrityError:
+        pass
+    changed = 0
+    user = _decider(audit)
+    for caption in Caption.objects.filter(pk__in=ids, status=Caption.Status.DRAFT, version=1):
+        if approving and (_blocked(audit, [caption.pk]) or lint_caption(caption.text).errors):
+            continue
+        try:
+            with transaction.atomic():
+                changed += _move(
+                    caption,
+                    user,
+                    Caption.Status.APPROVED if approving else Caption.Status.REJECTED,
+                    note=note,
+                    reason="" if approving else settings.RELSIM_AUDIT_SEND_BACK_REASON,
+                    comment=comment,
+                )
+        except IntegrityError:
+            continue  # an approved caption for the same target arrived after the check
+    return changed
+
+
+def _decider(audit: DraftAudit) -> User:
+    assert audit.decided_by is not None  # checked by audit_apply
+    return audit.decided_by
+
+
+def _blocked(audit: DraftAudit, ids: list[int]) -> set[int]:
+    return set(remaining_blocked(audit).filter(pk__in=ids).values_list("id", flat=True))
+
+
+def _apply_together(
+    audit: DraftAudit, ids: list[int], approving: bool, note: str, comment: str
+) -> int:
+    # Locked, so nobody's edit or verdict lands between reading a draft and moving it.
+    drafts = list(
+        Caption.objects.select_for_update()
+        .filter(pk__in=ids, status=Caption.Status.DRAFT, version=1)
+        .only("id", "text", "draft_job_id", "version")
+    )
+    if approving:
+        blocked = _blocked(audit, ids)
+        drafts = [c for c in drafts if c.pk not in blocked and not lint_caption(c.text).errors]
+    if not drafts:
+        return 0
+    user = _decider(audit)
+    status = Caption.Status.APPROVED if approving else Caption.Status.REJECTED
+    reason = "" if approving else settings.RELSIM_AUDIT_SEND_BACK_REASON
+    now = timezone.now()
+    moved = Caption.objects.filter(
+        pk__in=[c.pk for c in drafts], status=Caption.Status.DRAFT, version=1
+    ).update(
+        status=status,
+        reviewer=user,
+        reviewed_at=now,
+        reject_reason=reason,
+        reject_comment=comment,
+        version=2,
+        updated_at=now,
+    )
+    if moved != len(drafts):
+        # Not locked after all (a database without row locks): go draft by draft.
+        raise IntegrityError("drafts changed while being moved")
+    CaptionRevision.objects.bulk_create(
+        [_revision(c, user, status, note=note, reason=reason, comment=comment) for c in drafts],
+        batch_size=APPLY_CHUNK,
+    )
+    return moved
 
 
 def _result(figures: AuditFigures) -> str:
@@ -181,8 +293,17 @@ def _move(
     )
     if updated != 1:
         return False
+    _revision(caption, user, status, note=note, reason=reason, comment=comment).save()
+    return True
+
+
+def _revision(
+    caption: Caption, user: User, status: str, *, note: str, reason: str, comment: str
+) -> CaptionRevision:
+    """The history entry for a draft an audit decided: it names the audit's batch, which is
+    how the figures of reviewers' own judgements leave these out."""
     approving = status == Caption.Status.APPROVED
-    CaptionRevision.objects.create(
+    return CaptionRevision(
         caption=caption,
         actor=user,
         action=CaptionRevision.Action.APPROVE if approving else CaptionRevision.Action.REJECT,
@@ -196,4 +317,3 @@ def _move(
             **({"comment": comment} if comment else {}),
         },
     )
-    return True

@@ -85,8 +85,7 @@ def batch_accept(request: AuthedRequest, job_id: int) -> HttpResponse:
         except audit_services.AuditRefused as exc:
             messages.error(request, f"Not accepted: {exc}")
         else:
-            kept = f"; {audit.skipped} left for review" if audit.skipped else ""
-            messages.success(request, f"Batch accepted: approved {_drafts(audit.changed)}{kept}.")
+            messages.success(request, _started("accepted", "approves", audit))
     return redirect("batch_detail", job_id=job_id)
 
 
@@ -104,9 +103,12 @@ def batch_send_back(request: AuthedRequest, job_id: int) -> HttpResponse:
         except audit_services.AuditRefused as exc:
             messages.error(request, f"Not sent back: {exc}")
         else:
-            messages.success(request, f"Batch sent back: rejected {_drafts(audit.changed)}.")
+            messages.success(request, _started("sent back", "rejects", audit))
     return redirect("batch_detail", job_id=job_id)
 
 
-def _drafts(count: int) -> str:
-    return f"{count} draft{'' if count == 1 else 's'}"
+def _started(decided: str, verb: str, audit: DraftAudit) -> str:
+    return (
+        f"Batch {decided}: job #{audit.apply_job_id} {verb} the remaining drafts; "
+        "this page follows it."
+    )

@@ -191,6 +191,14 @@ class DraftAudit(models.Model):
     # Remaining drafts the decision left for people: lint errors, or an approved caption
     # already there.
     skipped = models.PositiveIntegerField(default=0)
+    # The job that carries the decision out over the remaining drafts.
+    apply_job = models.ForeignKey(
+        "training.Job",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="applied_audits",
+    )
 
     def __str__(self) -> str:
         return f"audit of batch #{self.job_id}"

@@ -20,6 +20,7 @@ class Job(models.Model):
         EVALUATE = "evaluate", "evaluate"
         BENCHMARK = "benchmark", "retrieval benchmark"
         JUDGE = "judge", "judge retrievals"
+        AUDIT_APPLY = "audit_apply", "apply an audit decision"
 
     class Status(models.TextChoices):
         PENDING = "pending", "pending"

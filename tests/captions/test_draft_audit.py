@@ -11,6 +11,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from captions import audit_services
 from captions.audit_selectors import ACCEPT, SEND_BACK, audit_figures, judgements
 from captions.audit_services import AuditRefused, audit_accept, audit_draw, audit_send_back
 from captions.models import Caption, CaptionRevision, DraftAudit
@@ -20,6 +21,7 @@ from curation.intake import normalise_image
 from curation.models import Image
 from curation.services import image_store
 from training.caption_services import DraftLine, caption_drafts_store
+from training.execution import execute_job
 from training.models import Job, TrainedModel
 
 pytestmark = pytest.mark.django_db
@@ -69,6 +71,14 @@ def _judge(audit: DraftAudit, reviewer: Any) -> dict[str, list[int]]:
     )
     caption_reject(caption=captions[ids[4]], reviewer=reviewer, reason="too-vague")
     return {"approved": ids[:3], "edited": [ids[3]], "rejected": [ids[4]]}
+
+
+def _carried_out(audit: DraftAudit) -> DraftAudit:
+    """Run the decision's job here, as a worker would."""
+    assert audit.apply_job_id is not None
+    assert execute_job(audit.apply_job_id, worker="test") == "succeeded"
+    audit.refresh_from_db()
+    return audit
 
 
 def _wilson_by_hand(successes: int, total: int) -> tuple[float, float]:
@@ -195,7 +205,11 @@ def test_accept_approves_only_the_untouched_remaining_drafts_with_a_note(
     settings.RELSIM_CAPTION_MAX_CHARS = 45
     before = {c.pk: (c.status, c.version) for c in Caption.objects.all()}
 
-    audit = audit_accept(audit=audit, user=admin_user_role)
+    audit = audit_accept(audit=audit, user=admin_user_role, enqueue=False)
+    # Decided at once; the drafts move in the job.
+    assert audit.changed == 0
+    assert Caption.objects.get(pk=outside[-1].pk).status == Caption.Status.DRAFT
+    audit = _carried_out(audit)
 
     assert audit.decision == DraftAudit.Decision.ACCEPTED
     assert audit.decided_by == admin_user_role and audit.decided_at is not None
@@ -227,7 +241,10 @@ def test_send_back_rejects_the_remaining_drafts_with_the_reason_and_the_audit(
     batch = _batch(png_factory, 7)
     audit = audit_draw(job_id=batch.job.pk, user=admin_user_role)
     judged = _judge(audit, reviewer)
-    audit = audit_send_back(audit=audit, user=admin_user_role, comment="  too  generic ")
+    audit = audit_send_back(
+        audit=audit, user=admin_user_role, comment="  too  generic ", enqueue=False
+    )
+    audit = _carried_out(audit)
     assert audit.decision == DraftAudit.Decision.SENT_BACK and audit.changed == 2
     rest = Caption.objects.exclude(pk__in=audit.sample_ids)
     assert {c.status for c in rest} == {Caption.Status.REJECTED}
@@ -303,6 +320,70 @@ def test_only_admins_decide_and_every_refusal_says_why(
     assert "already drawn; it stays as it is" in page
     _judge(DraftAudit.objects.get(job=batch.job), reviewer)
     page = client.post(accept, follow=True).content.decode()
-    assert "Batch accepted: approved 1 draft." in page
+    audit = DraftAudit.objects.get(job=batch.job)
+    assert f"Batch accepted: job #{audit.apply_job_id} approves the remaining drafts" in page
+    assert 'id="applying">Carrying it out: 0 drafts changed so far' in page
+    _carried_out(audit)
+    page = client.get(reverse("batch_detail", args=[batch.job.pk])).content.decode()
+    assert 'id="applying">Carried out: 1 draft changed.' in page
     assert client.post(send_back, follow=True).content.decode().count("already accepted") == 1
     assert client.get(reverse("batch_detail", args=[0])).status_code == 404
+
+
+def test_a_stopped_decision_goes_on_where_it_stopped_and_moves_chunks_whole(
+    png_factory: Any, settings: Any, reviewer: Any, admin_user_role: Any, monkeypatch: Any
+) -> None:
+    settings.RELSIM_AUDIT_SAMPLE_SIZE = 5
+    monkeypatch.setattr(audit_services, "APPLY_CHUNK", 3)
+    batch = _batch(png_factory, 13)
+    audit = audit_draw(job_id=batch.job.pk, user=admin_user_role)
+    _judge(audit, reviewer)
+    audit = audit_accept(audit=audit, user=admin_user_role, enqueue=False)
+    assert audit.apply_job is not None
+    params = audit.apply_job.params
+    seen: list[tuple[int, int]] = []
+    with pytest.raises(audit_services.AuditStopped, match="stopped after 3 of 8 drafts"):
+        audit_services.audit_apply(
+            audit=audit,
+            note=params["note"],
+            progress=lambda done, total: seen.append((done, total)),
+            should_stop=lambda: bool(seen),
+        )
+    audit.refresh_from_db()
+    assert audit.changed == 3 and seen == [(3, 8)]
+    assert CaptionRevision.objects.filter(details__audit_of_batch=batch.job.pk).count() == 3
+    # Run again (Retry): only the 5 still waiting are read and moved, none twice.
+    audit = _carried_out(audit)
+    assert (audit.changed, audit.skipped) == (8, 0)
+    moved = CaptionRevision.objects.filter(details__audit_of_batch=batch.job.pk)
+    assert moved.count() == 8 and len({r.caption_id for r in moved}) == 8
+    job = Job.objects.get(pk=audit.apply_job_id)
+    assert job.artifacts["changed"] == 8 and job.progress == 1.0
+
+
+def test_two_drafts_for_one_image_in_a_chunk_approve_one_and_leave_the_other(
+    png_factory: Any, settings: Any, reviewer: Any, admin_user_role: Any
+) -> None:
+    """Only one caption per image may be approved: the chunk's single UPDATE fails on the
+    second and the chunk goes draft by draft instead of failing the job."""
+    settings.RELSIM_AUDIT_SAMPLE_SIZE = 5
+    batch = _batch(png_factory, 6)
+    twin = caption_create(
+        text="A {Animal} waits behind a {Object}.",
+        image=batch.images[0],
+        source=Caption.Source.MODEL,
+        model_name="captioner #1",
+        prompt_version="anon-caption/v1",
+        draft_job_id=batch.job.pk,
+    )
+    audit = audit_draw(job_id=batch.job.pk, user=admin_user_role)
+    # Both drafts of image 0 outside the sample, whatever the draw gave.
+    sample = [pk for pk in audit.sample_ids if pk not in (twin.pk, batch.drafts[0].pk)]
+    others = [c.pk for c in batch.drafts[1:] if c.pk not in sample]
+    DraftAudit.objects.filter(pk=audit.pk).update(sample_ids=[*sample, *others][:5])
+    audit.refresh_from_db()
+    _judge(audit, reviewer)
+    audit = _carried_out(audit_accept(audit=audit, user=admin_user_role, enqueue=False))
+    pair = Caption.objects.filter(pk__in=[twin.pk, batch.drafts[0].pk])
+    assert sorted(c.status for c in pair) == [Caption.Status.APPROVED, Caption.Status.DRAFT]
+    assert (audit.changed, audit.skipped) == (1, 1)
