@@ -1,6 +1,7 @@
 """Reads for the anonymous captioner: what it learns from (approved captions), what a drafting
 pass covers (groups or images with no caption a person wrote or is reviewing), the captioner
-models, and each model's quality as our own reviewers judged its drafts."""
+models, and each model's quality as our own reviewers judged its drafts (with the drafts an
+audit of their batch decided counted apart)."""
 
 from __future__ import annotations
 
@@ -173,28 +174,42 @@ def images_are_filtered() -> bool:
 
 @dataclass
 class Quality:
-    """How reviewers met one captioner's drafts under one prompt version."""
+    """How reviewers met one captioner's drafts under one prompt version, and how many of its
+    drafts an audit of their batch decided instead (kept apart: nobody read those)."""
 
     model_name: str
     prompt_version: str
     model: TrainedModel | None = None
-    drafts: int = 0
+    drafts: int = 0  # every draft, however it was decided
     unchanged: int = 0  # approved as drafted
     edited: int = 0  # approved after edits
     edit_words: list[int] = field(default_factory=list)
     rejected: dict[str, int] = field(default_factory=dict)  # reason code -> count
     pending: int = 0
+    accepted_by_audit: int = 0  # approved by accepting their batch's audit
+    sent_back_by_audit: int = 0  # rejected by sending their batch back
 
     @property
     def rejected_total(self) -> int:
         return sum(self.rejected.values())
 
     @property
+    def by_audit(self) -> int:
+        return self.accepted_by_audit + self.sent_back_by_audit
+
+    @property
+    def reviewed_or_pending(self) -> int:
+        """The shares' denominator: drafts a reviewer decided plus those pending, that is
+        every draft less those an audit decided."""
+        return self.drafts - self.by_audit
+
+    @property
     def mean_edit_words(self) -> float | None:
         return sum(self.edit_words) / len(self.edit_words) if self.edit_words else None
 
     def share(self, count: int) -> float:
-        return count / self.drafts if self.drafts else 0.0
+        base = self.reviewed_or_pending
+        return count / base if base else 0.0
 
     @property
     def unchanged_share(self) -> float:
@@ -214,21 +229,45 @@ class Quality:
 
 
 def captioner_quality() -> list[Quality]:
-    """Per model and prompt version, the model's drafts: approved unchanged, approved after
-    edits (with the mean word edit distance from the draft), rejected by reason, pending.
-    A draft approved and later superseded still counts as approved."""
-    first = CaptionRevision.objects.filter(caption=OuterRef("pk")).order_by("version", "id")
+    """Per model and prompt version, the model's drafts as reviewers judged them: approved
+    unchanged, approved after edits (with the mean word edit distance from the draft),
+    rejected by reason, pending. A draft approved and later superseded still counts as
+    approved. A draft whose deciding revision (the latest that set it approved or rejected)
+    came from an audit of its batch counts in accepted_by_audit or sent_back_by_audit
+    instead. The shares are over reviewed_or_pending: unchanged + edited + rejected +
+    pending, i.e. `drafts` less the audit-decided ones; `drafts` counts every draft."""
+    revisions = CaptionRevision.objects.filter(caption=OuterRef("pk"))
+    first = revisions.order_by("version", "id")
+    # Superseding and members-changed revisions set other statuses: the latest approve or
+    # reject is the one that decided the draft, whoever wrote it.
+    deciding = revisions.filter(
+        status_after__in=[Caption.Status.APPROVED, Caption.Status.REJECTED]
+    ).order_by("-version", "-id")
+    audited = CaptionRevision.objects.filter(
+        pk=OuterRef("deciding"), details__has_key="audit_of_batch"
+    )
     rows = (
         Caption.objects.filter(source=Caption.Source.MODEL)
-        .annotate(drafted=Subquery(first.values("text_after")[:1]))
+        .annotate(
+            drafted=Subquery(first.values("text_after")[:1]),
+            deciding=Subquery(deciding.values("pk")[:1]),
+        )
+        .annotate(by_audit=Exists(audited))
         .order_by("model_name", "prompt_version", "id")
-        .values_list("model_name", "prompt_version", "status", "text", "drafted", "reject_reason")
+        .values_list(
+            "model_name", "prompt_version", "status", "text", "drafted", "reject_reason", "by_audit"
+        )
     )
     found: dict[tuple[str, str], Quality] = {}
-    for name, version, status, text, drafted, reason in rows.iterator(chunk_size=2000):
+    for name, version, status, text, drafted, reason, by_audit in rows.iterator(chunk_size=2000):
         quality = found.setdefault((name, version), Quality(name, version))
         quality.drafts += 1
-        if status in (Caption.Status.APPROVED, Caption.Status.SUPERSEDED):
+        approved = status in (Caption.Status.APPROVED, Caption.Status.SUPERSEDED)
+        if approved and by_audit:
+            quality.accepted_by_audit += 1
+        elif status == Caption.Status.REJECTED and by_audit:
+            quality.sent_back_by_audit += 1
+        elif approved:
             distance = word_edit_distance(drafted if drafted is not None else text, text)
             if distance:
                 quality.edited += 1
