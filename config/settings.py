@@ -262,6 +262,11 @@ if RELSIM_LEAK_LEVEL not in {"warning", "error"}:
     raise ImproperlyConfigured(
         f"RELSIM_LEAK_LEVEL must be 'warning' or 'error', not {RELSIM_LEAK_LEVEL!r}"
     )
+# An uploaded image on the search page is embedded by the active relsim model inside the web
+# process, on its CPU: fine for small models, not for the 7B one (gigabytes in every web
+# worker, minutes to load). Above this many MB of weights the page says to import the image
+# instead, so that an index update on a GPU worker embeds it.
+RELSIM_SEARCH_UPLOAD_MAX_MODEL_MB = env_int("RELSIM_SEARCH_UPLOAD_MAX_MODEL_MB", 2048, minimum=0)
 # "Find similar" sources, best first; the first available one serves.
 RELSIM_SIMILARITY_SOURCES = env_list(
     "RELSIM_SIMILARITY_SOURCES",

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from numpy.typing import NDArray
 
@@ -241,12 +242,45 @@ def relsim_model(record: TrainedModel) -> RelsimModel:
         return _relsim_model[1]
 
 
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def weights_mb(record: TrainedModel) -> float:
+    """The size of a relsim model's weights: its checkpoint folder and, when it is a local
+    folder, the base VLM it loads."""
+    total = 0
+    for folder in (record.folder, record.base_vlm):
+        path = Path(folder) if folder else None
+        if path is None or not path.is_dir():
+            continue
+        total += sum(
+            f.stat().st_size
+            for f in path.rglob("*")
+            if f.suffix in _WEIGHT_SUFFIXES and f.is_file()
+        )
+    return total / 2**20
+
+
+class UploadTooHeavy(ValueError):
+    """The model is too large to embed an upload in the web process."""
+
+
 def upload_vector(record: TrainedModel, upload: NormalisedImage) -> Rows:
-    """An uploaded image embedded by the relsim model that made the index."""
+    """An uploaded image embedded by the relsim model that made the index, in this process,
+    unless its weights are over RELSIM_SEARCH_UPLOAD_MAX_MODEL_MB."""
     import io
 
     from PIL import Image as PILImage
 
+    limit = settings.RELSIM_SEARCH_UPLOAD_MAX_MODEL_MB
+    size = weights_mb(record)
+    if size > limit:
+        raise UploadTooHeavy(
+            f"its weights are {size:,.0f} MB, over the {limit:,} MB that the web process "
+            "loads for an upload (RELSIM_SEARCH_UPLOAD_MAX_MODEL_MB). Import the image into "
+            "the pool instead: the next index update embeds it on a GPU worker, and then "
+            "you can search with it"
+        )
     model = relsim_model(record)
     with PILImage.open(io.BytesIO(upload.png)) as opened:
         picture = opened.convert("RGB")
@@ -295,6 +329,9 @@ def _relsim_column(
                 vector = upload_vector(record.model, query.upload)
             else:
                 vector = text_vector(query.text)
+        except UploadTooHeavy as exc:
+            column.note = f"An upload cannot be searched with {record.model.name} here: {exc}."
+            return column
         except (OSError, ValueError, ImproperlyConfigured) as exc:
             # A moved checkpoint or text model folder, a bad setting: say it on the page.
             what = "relsim model" if query.upload is not None else "text encoder"

@@ -509,6 +509,32 @@ def test_an_upload_is_embedded_by_the_active_relsim_model(
     assert "Images like your upload" in response.content.decode()
 
 
+def test_an_upload_is_not_embedded_in_the_web_process_by_a_model_over_the_limit(
+    client: Client, pool: list[Image], png_factory: Any, tmp_path: Path, settings: Any
+) -> None:
+    """A 7B relsim model would take gigabytes in every web worker: above the limit the page
+    says to import the image instead, and loads nothing."""
+    folder = tmp_path / "big-relsim"
+    folder.mkdir()
+    (folder / "adapter_model.safetensors").write_bytes(b"\0" * (3 * 2**20))
+    (folder / "notes.txt").write_bytes(b"\0" * (5 * 2**20))  # not weights: not counted
+    model = active_relsim(folder)
+    make_index(tmp_path / "index", pool, fan([0.0] * 6), model=model)
+    settings.RELSIM_SEARCH_UPLOAD_MAX_MODEL_MB = 2
+    upload = SimpleUploadedFile("new.png", png_factory(100), content_type="image/png")
+    response = client.post(reverse("search"), {"upload": upload})
+    assert response.status_code == 200
+    note = notes(response)["relsim"]
+    assert note.startswith(f"An upload cannot be searched with {model.name} here:")
+    assert "its weights are 3 MB, over the 2 MB" in note and "Import the image" in note
+    assert columns(response)["phash"]
+    # At the limit it would load the folder, which holds no real checkpoint.
+    settings.RELSIM_SEARCH_UPLOAD_MAX_MODEL_MB = 3
+    upload = SimpleUploadedFile("new.png", png_factory(100), content_type="image/png")
+    response = client.post(reverse("search"), {"upload": upload})
+    assert notes(response)["relsim"].startswith("The relsim model could not be loaded:")
+
+
 def _score_command(*args: str) -> list[list[str]]:
     out = StringIO()
     call_command("relsim_score", *args, stdout=out)
