@@ -29,11 +29,13 @@ def _method_choices(run: BenchmarkRun | None) -> list[tuple[str, str]]:
 
 
 def default_reference(run: BenchmarkRun | None) -> str:
-    """The run's relsim method when it has one: the study asks whether relsim wins."""
-    for key, _ in _method_choices(run):
+    """The run's relsim method when it has one (the study asks whether relsim wins), else
+    its first method, so that the form starts out valid with the others as baselines."""
+    choices = _method_choices(run)
+    for key, _ in choices:
         if key.startswith("relsim"):
             return key
-    return ""
+    return choices[0][0] if choices else ""
 
 
 class StudyForm(forms.Form):

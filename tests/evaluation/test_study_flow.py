@@ -13,6 +13,7 @@ from django.test import Client
 from django.urls import reverse
 
 from evaluation.models import Answer, Assignment, Participant, Study, Trial
+from evaluation.study_forms import StudyForm
 from evaluation.study_services import (
     StudyError,
     answer_record,
@@ -531,3 +532,17 @@ def test_each_participant_gets_as_many_trials_of_each_baseline_as_can_be(
         assert counts == [2, 3]
         extra.add(max(("phash", "clip-i"), key=methods.count))
     assert extra == {"phash", "clip-i"}
+
+
+def test_the_study_form_starts_valid_when_the_run_has_no_relsim_method(
+    png_factory: Any,
+) -> None:
+    """Without a relsim method the first method is the reference and the others the
+    baselines, rather than every method ticked as a baseline beside the reference."""
+    run = finished_benchmark(png_factory)
+    run.methods = {k: v for k, v in run.methods.items() if not k.startswith("relsim")}
+    run.save()
+    form = StudyForm(run=run)
+    reference = form.fields["reference_method"].initial
+    assert reference == next(iter(run.methods))
+    assert form.fields["baselines"].initial == [k for k in run.methods if k != reference]
