@@ -300,7 +300,11 @@ def _no_index_note() -> str:
 
 
 def _relsim_column(
-    record: EmbeddingIndex | None, query: Query, k: int, exclude: int | None
+    record: EmbeddingIndex | None,
+    query: Query,
+    k: int,
+    exclude: int | None,
+    twin: Image | None = None,
 ) -> Column:
     if record is None or record.model is None:
         return Column("relsim", "relsim", "", note=_no_index_note())
@@ -323,6 +327,9 @@ def _relsim_column(
             )
             return column
         vector = matrix[row]
+    elif twin is not None and (twin_row := row_of(ids, twin.pk)) is not None:
+        # An upload that is a pool image already embedded: its stored vector, no model load.
+        vector = matrix[twin_row]
     else:
         try:
             if query.upload is not None:
@@ -385,11 +392,13 @@ def search(query: Query, *, k: int = DEFAULT_K) -> SearchResults:
         results.pool_twin = Image.objects.filter(sha256=query.upload.sha256).first()
         if results.pool_twin is not None:
             exclude = results.pool_twin.pk
-    results.columns.append(_relsim_column(record, query, k, exclude))
+    results.columns.append(_relsim_column(record, query, k, exclude, results.pool_twin))
     baselines = baseline_indexes()
-    if query.image is not None:
+    # An upload that is already a pool image searches the baselines as that image.
+    pool_image = query.image or results.pool_twin
+    if pool_image is not None:
         keep = {b.pk for b in baselines}
-        results.columns += [_baseline_column(b, query.image, k, keep) for b in baselines]
+        results.columns += [_baseline_column(b, pool_image, k, keep) for b in baselines]
         results.columns.append(_phash_column(query, k, exclude))
     elif query.upload is not None:
         results.columns.append(_phash_column(query, k, exclude))

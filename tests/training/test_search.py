@@ -362,6 +362,26 @@ def test_an_upload_already_in_the_pool_is_named_and_left_out(
     assert "already in the pool as" in response.content.decode()
 
 
+def test_an_upload_already_in_the_pool_searches_every_index_as_that_image(
+    client: Client,
+    pool: list[Image],
+    relsim_index: EmbeddingIndex,
+    png_factory: Any,
+    tmp_path: Path,
+) -> None:
+    """Its stored vectors answer: the relsim model (whose folder holds no checkpoint here)
+    is never loaded, and the baseline indexes answer too."""
+    clip = make_index(tmp_path / "clip", pool, fan(FAN), baseline="clip")
+    upload = SimpleUploadedFile("again.png", png_factory(0), content_type="image/png")
+    response = client.post(reverse("search"), {"upload": upload, "k": "2"})
+    assert response.context["results"].pool_twin == pool[0]
+    found = columns(response)
+    by_image = columns(client.get(reverse("search"), {"image": pool[0].pk, "k": "2"}))
+    assert found["relsim"] == by_image["relsim"] and len(found["relsim"]) == 2
+    assert found[f"baseline-{clip.pk}"] == by_image[f"baseline-{clip.pk}"]
+    assert pool[0].pk not in [pk for pk, _ in found["relsim"]]
+
+
 # --- the JSON endpoint ---------------------------------------------------------------------------
 
 
