@@ -24,6 +24,7 @@ from captions.audit_selectors import (
 )
 from captions.lint import lint_caption
 from captions.models import Caption, CaptionRevision, DraftAudit
+from curation.models import GroupMember
 
 # Job states in which the drafting job may still add drafts to its batch.
 _STILL_DRAFTING = ("pending", "running")
@@ -171,10 +172,8 @@ def audit_apply(
     for start in range(0, len(ids), APPLY_CHUNK):
         if should_stop is not None and should_stop():
             raise AuditStopped(f"stopped after {done} of {len(ids)} drafts")
-        chunk = ids[start : start + APPLY_CHUNK]
-        changed = _apply_chunk(audit, chunk, note, comment)
-        DraftAudit.objects.filter(pk=audit.pk).update(changed=F("changed") + changed)
-        done += len(chunk)
+        _apply_chunk(audit, ids[start : start + APPLY_CHUNK], note, comment)
+        done += len(ids[start : start + APPLY_CHUNK])
         if progress is not None:
             progress(done, len(ids))
     DraftAudit.objects.filter(pk=audit.pk).update(skipped=remaining_drafts(audit).count())
@@ -186,23 +185,30 @@ class AuditStopped(Exception):
     """Applying a decision stopped when asked; running it again goes on from there."""
 
 
-def _apply_chunk(audit: DraftAudit, ids: list[int], note: str, comment: str) -> int:
+def _count(audit: DraftAudit, moved: int) -> None:
+    """Add to the audit's count in the transaction that moved the drafts, so that a worker
+    killed in between neither loses nor doubles any (a retry only sees drafts not moved)."""
+    if moved:
+        DraftAudit.objects.filter(pk=audit.pk).update(changed=F("changed") + moved)
+
+
+def _apply_chunk(audit: DraftAudit, ids: list[int], note: str, comment: str) -> None:
     """Move one chunk in one transaction, with one UPDATE and one INSERT. Should another
     approval for the same group or image arrive meanwhile, the chunk goes draft by draft."""
     approving = audit.decision == DraftAudit.Decision.ACCEPTED
     try:
         with transaction.atomic():
-            return _apply_together(audit, ids, approving, note, comment)
+            _count(audit, _apply_together(audit, ids, approving, note, comment))
+            return
     except IntegrityError:
         pass
-    changed = 0
     user = _decider(audit)
     for caption in Caption.objects.filter(pk__in=ids, status=Caption.Status.DRAFT, version=1):
         if approving and (_blocked(audit, [caption.pk]) or lint_caption(caption.text).errors):
             continue
         try:
             with transaction.atomic():
-                changed += _move(
+                moved = _move(
                     caption,
                     user,
                     Caption.Status.APPROVED if approving else Caption.Status.REJECTED,
@@ -210,9 +216,9 @@ def _apply_chunk(audit: DraftAudit, ids: list[int], note: str, comment: str) -> 
                     reason="" if approving else settings.RELSIM_AUDIT_SEND_BACK_REASON,
                     comment=comment,
                 )
+                _count(audit, int(moved))
         except IntegrityError:
             continue  # an approved caption for the same target arrived after the check
-    return changed
 
 
 def _decider(audit: DraftAudit) -> User:
@@ -231,7 +237,8 @@ def _apply_together(
     drafts = list(
         Caption.objects.select_for_update()
         .filter(pk__in=ids, status=Caption.Status.DRAFT, version=1)
-        .only("id", "text", "draft_job_id", "version")
+        .only("id", "text", "draft_job_id", "group_id", "version")
+        .order_by("id")  # one lock order for everyone who locks captions
     )
     if approving:
         blocked = _blocked(audit, ids)
@@ -256,11 +263,28 @@ def _apply_together(
     if moved != len(drafts):
         # Not locked after all (a database without row locks): go draft by draft.
         raise IntegrityError("drafts changed while being moved")
+    members = _members([c.group_id for c in drafts if c.group_id]) if approving else {}
     CaptionRevision.objects.bulk_create(
-        [_revision(c, user, status, note=note, reason=reason, comment=comment) for c in drafts],
+        [
+            _revision(c, user, status, note=note, reason=reason, comment=comment, members=members)
+            for c in drafts
+        ],
         batch_size=APPLY_CHUNK,
     )
     return moved
+
+
+def _members(group_ids: list[int]) -> dict[int, list[int]]:
+    """Each group's images in order, as an approval records them (one query per chunk)."""
+    found: dict[int, list[int]] = {group_id: [] for group_id in group_ids}
+    rows = (
+        GroupMember.objects.filter(group_id__in=group_ids)
+        .order_by("group_id", "position", "id")
+        .values_list("group_id", "image_id")
+    )
+    for group_id, image_id in rows:
+        found[group_id].append(image_id)
+    return found
 
 
 def _result(figures: AuditFigures) -> str:
@@ -293,16 +317,36 @@ def _move(
     )
     if updated != 1:
         return False
-    _revision(caption, user, status, note=note, reason=reason, comment=comment).save()
+    members = (
+        _members([caption.group_id])
+        if caption.group_id and status == Caption.Status.APPROVED
+        else {}
+    )
+    _revision(
+        caption, user, status, note=note, reason=reason, comment=comment, members=members
+    ).save()
     return True
 
 
 def _revision(
-    caption: Caption, user: User, status: str, *, note: str, reason: str, comment: str
+    caption: Caption,
+    user: User,
+    status: str,
+    *,
+    note: str,
+    reason: str,
+    comment: str,
+    members: dict[int, list[int]],
 ) -> CaptionRevision:
     """The history entry for a draft an audit decided: it names the audit's batch, which is
-    how the figures of reviewers' own judgements leave these out."""
+    how the figures of reviewers' own judgements leave these out. An approved group caption
+    records the group's images, as a reviewer's approval does, to show later changes."""
     approving = status == Caption.Status.APPROVED
+    details: dict[str, object] = {"audit_of_batch": caption.draft_job_id}
+    if comment:
+        details["comment"] = comment
+    if approving and caption.group_id:
+        details["members"] = members.get(caption.group_id, [])
     return CaptionRevision(
         caption=caption,
         actor=user,
@@ -312,8 +356,5 @@ def _revision(
         status_after=status,
         version=caption.version + 1,
         reason=(note if approving else reason)[:500],
-        details={
-            "audit_of_batch": caption.draft_job_id,
-            **({"comment": comment} if comment else {}),
-        },
+        details=details,
     )

@@ -19,7 +19,7 @@ from captions.services import caption_approve, caption_create, caption_edit, cap
 from core.intervals import wilson_interval
 from curation.intake import normalise_image
 from curation.models import Image
-from curation.services import image_store
+from curation.services import group_add_images, group_create, image_store
 from training.caption_services import DraftLine, caption_drafts_store
 from training.execution import execute_job
 from training.models import Job, TrainedModel
@@ -387,3 +387,29 @@ def test_two_drafts_for_one_image_in_a_chunk_approve_one_and_leave_the_other(
     pair = Caption.objects.filter(pk__in=[twin.pk, batch.drafts[0].pk])
     assert sorted(c.status for c in pair) == [Caption.Status.APPROVED, Caption.Status.DRAFT]
     assert (audit.changed, audit.skipped) == (1, 1)
+
+
+def test_an_accepted_group_draft_records_the_groups_images_as_a_review_does(
+    png_factory: Any, settings: Any, reviewer: Any, admin_user_role: Any
+) -> None:
+    settings.RELSIM_AUDIT_SAMPLE_SIZE = 5
+    batch = _batch(png_factory, 5)
+    group = group_create(title="behind", user=admin_user_role)
+    members = [_image(png_factory, 50 + n) for n in range(3)]
+    group_add_images(group=group, images=members, user=admin_user_role)
+    draft = caption_create(
+        text=DRAFT,
+        group=group,
+        source=Caption.Source.MODEL,
+        model_name="captioner #1",
+        prompt_version="anon-caption/v1",
+        draft_job_id=batch.job.pk,
+    )
+    audit = audit_draw(job_id=batch.job.pk, user=admin_user_role)
+    DraftAudit.objects.filter(pk=audit.pk).update(sample_ids=[c.pk for c in batch.drafts])
+    audit.refresh_from_db()
+    _judge(audit, reviewer)
+    audit = _carried_out(audit_accept(audit=audit, user=admin_user_role, enqueue=False))
+    revision = CaptionRevision.objects.get(caption=draft, version=2)
+    assert revision.details["members"] == [image.pk for image in members]
+    assert revision.details["audit_of_batch"] == batch.job.pk
