@@ -167,7 +167,8 @@ def _ask(
 
     def progress(finished: int, _total: int, message: str) -> None:
         # Asked, not judged: a transport error gets no verdict and is asked again later.
-        reporter.progress(done + finished, total, f"asked {done + finished} of {total} pairs")
+        # The reporter writes "done/total" in front: "16/24 pairs asked".
+        reporter.progress(done + finished, total, "pairs asked")
 
     outcome = judge_many(
         inputs,

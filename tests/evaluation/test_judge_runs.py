@@ -4,14 +4,8 @@ no row, log or file, and resuming a run that stopped midway."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -25,6 +19,13 @@ from curation.models import Image
 from evaluation.judge_jobs import judge_summary, pairs_of
 from evaluation.judge_keys import key_path
 from evaluation.models import BenchmarkRun, JudgeRun, JudgeVerdict
+from tests.evaluation.judge_stand_in import (  # noqa: F401 (the stand_in fixture)
+    COMPLETION_TOKENS,
+    PROMPT_TOKENS,
+    StandIn,
+    default_reply,
+    stand_in_server,
+)
 from tests.evaluation.test_benchmark_runs import (  # noqa: F401 (fixtures)
     BASELINE,
     Pool,
@@ -39,99 +40,6 @@ from training.reporting import JobReporter
 pytestmark = pytest.mark.django_db
 
 KEY = "sk-test-0123456789-secret"
-PROMPT_TOKENS = 120
-COMPLETION_TOKENS = 3
-
-
-def _chat(content: str | None, refusal: str | None = None) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-stand-in",
-        "object": "chat.completion",
-        "created": 0,
-        "model": "stand-in",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": refusal},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {
-            "prompt_tokens": PROMPT_TOKENS,
-            "completion_tokens": COMPLETION_TOKENS,
-            "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
-        },
-    }
-
-
-def default_reply(index: int, first: int, second: int) -> tuple[int, dict[str, Any]]:
-    """Every sixth request of each kind: a refusal, a reply with two numbers, a number out of
-    range; the rest a score from the two images' ids."""
-    kind = index % 6
-    if kind == 0:
-        return 200, _chat(None, refusal="I'm sorry, I can't help with that.")
-    if kind == 1:
-        return 200, _chat("Somewhere between 3 and 4, I would say.")
-    if kind == 2:
-        return 200, _chat("12")
-    return 200, _chat(str((first + second) % 11))
-
-
-@dataclass
-class StandIn:
-    url: str = ""
-    images: dict[str, int] = field(default_factory=dict)  # sha256 -> image id
-    reply: Callable[[int, int, int], tuple[int, dict[str, Any]]] = default_reply
-    # One entry per request: (first image id, second image id, status, content or refusal).
-    seen: list[tuple[int, int, int, str | None]] = field(default_factory=list)
-    authorizations: list[str | None] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def image_of(self, part: dict[str, Any]) -> int:
-        url = part["image_url"]["url"]
-        data = base64.b64decode(url.split(",", 1)[1])
-        return self.images[hashlib.sha256(data).hexdigest()]
-
-    def answered_pairs(self) -> Counter[tuple[int, int]]:
-        return Counter((first, second) for first, second, status, _ in self.seen if status == 200)
-
-
-@pytest.fixture
-def stand_in() -> Iterator[StandIn]:
-    state = StandIn()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-            parts = [p for p in body["messages"][1]["content"] if p["type"] == "image_url"]
-            first, second = state.image_of(parts[0]), state.image_of(parts[1])
-            with state.lock:
-                index = len(state.seen)
-                status, payload = state.reply(index, first, second)
-                message = payload.get("choices", [{}])[0].get("message", {})
-                text = message.get("content") or message.get("refusal")
-                state.seen.append((first, second, status, text))
-                state.authorizations.append(self.headers.get("Authorization"))
-            raw = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture
