@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from benchmarks.curation_pages import (
     _percentile,
     _recreate_database,
 )
+from benchmarks.reporting import child_environment, machine, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/relsim_bench_audit"
@@ -76,19 +76,9 @@ def _parent(args: argparse.Namespace) -> int:
     out = data_dir / "result.json"
     try:
         _recreate_database(args.database_url)
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "DATABASE_URL": args.database_url,
-            "RELSIM_DATA_DIR": str(data_dir / "data"),
-            "RELSIM_AUDIT_SAMPLE_SIZE": str(args.sample),
-            "DEBUG": "0",
-            "SECRET_KEY": "benchmark-only-" + "x" * 40,
-            "SECURE_SSL_REDIRECT": "0",
-            "ALLOWED_HOSTS": "testserver",
-            "LOG_LEVEL": "WARNING",
-            "HF_HUB_OFFLINE": "1",
-        }
+        env = child_environment(
+            args.database_url, data_dir / "data", RELSIM_AUDIT_SAMPLE_SIZE=str(args.sample)
+        )
         command = [
             sys.executable,
             "-m",
@@ -132,23 +122,15 @@ def _parent(args: argparse.Namespace) -> int:
         + ", ".join(f"{v:.2f}" for v in load_after)
     )
     print("Correctness: " + ("PASS" if passed else "FAIL"))
-    report = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_before": load_before,
-            "load_average_after": load_after,
+    write_report(
+        args.out,
+        {
+            "machine": machine(load_before, load_after),
+            "target_request_ms": TARGET_REQUEST_MS,
+            "passed": passed,
+            **result,
         },
-        "target_request_ms": TARGET_REQUEST_MS,
-        "passed": passed,
-        **result,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"Wrote {args.out}")
+    )
     return 0 if passed else 1
 
 
@@ -376,10 +358,10 @@ def _chunk_clock(times: list[float]) -> Iterator[None]:
 
     original = audit_services._apply_chunk
 
-    def timed(*args: Any, **kwargs: Any) -> int:
+    def timed(audit: Any, ids: list[int], note: str, comment: str) -> None:
         started = time.perf_counter()
         try:
-            return original(*args, **kwargs)
+            original(audit, ids, note, comment)
         finally:
             times.append(time.perf_counter() - started)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -35,6 +34,8 @@ from urllib.parse import urlparse
 # BLAS reads its thread count once, at import; the find-similar panel multiplies matrices.
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "2")
+
+from benchmarks.reporting import child_environment, machine, write_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/relsim_bench"
@@ -97,19 +98,7 @@ def _drop_database(url: str) -> None:
 def _run_size(size: int, args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     _recreate_database(args.database_url)
     out = data_dir / f"result-{size}.json"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": args.database_url,
-        "RELSIM_DATA_DIR": str(data_dir / f"data-{size}"),
-        # Production-like request handling; the test client's host must be allowed.
-        "DEBUG": "0",
-        "SECRET_KEY": "benchmark-only-" + "x" * 40,
-        "SECURE_SSL_REDIRECT": "0",
-        "ALLOWED_HOSTS": "testserver",
-        "LOG_LEVEL": "WARNING",
-        "HF_HUB_OFFLINE": "1",
-    }
+    env = child_environment(args.database_url, data_dir / f"data-{size}")
     command = [
         sys.executable,
         "-m",
@@ -228,25 +217,18 @@ def _parent(args: argparse.Namespace) -> None:
         print(
             f"\nSeeding {result['images']:,} images took {result['seed_s']:.1f} s: {result['rows']}"
         )
-    report = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
+    print()
+    write_report(
+        args.out,
+        {
+            "machine": machine(load_before, os.getloadavg()),
+            "requests": args.requests,
+            "warmups": args.warmups,
+            "target_p95_ms": TARGET_P95_MS,
+            "table": rows,
+            "runs": results,
         },
-        "requests": args.requests,
-        "warmups": args.warmups,
-        "target_p95_ms": TARGET_P95_MS,
-        "table": rows,
-        "runs": results,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"\nWrote {args.out}")
+    )
 
 
 # --- the child: one pool size, Django set up against its own database ---------------------

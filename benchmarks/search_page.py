@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import subprocess
@@ -42,6 +41,7 @@ from benchmarks.curation_pages import (  # noqa: E402
     _percentile,
     _recreate_database,
 )
+from benchmarks.reporting import child_environment, machine, write_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "var" / "bench" / "search_page.json"
@@ -67,19 +67,7 @@ def _parent(args: argparse.Namespace) -> None:
     out = data_dir / "result.json"
     try:
         _recreate_database(args.database_url)
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "DATABASE_URL": args.database_url,
-            "RELSIM_DATA_DIR": str(data_dir / "data"),
-            "DEBUG": "0",
-            "SECRET_KEY": "benchmark-only-" + "x" * 40,
-            "SECURE_SSL_REDIRECT": "0",
-            "ALLOWED_HOSTS": "testserver",
-            "LOG_LEVEL": "WARNING",
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-        }
+        env = child_environment(args.database_url, data_dir / "data", TRANSFORMERS_OFFLINE="1")
         command = [
             sys.executable,
             "-m",
@@ -131,22 +119,10 @@ def _parent(args: argparse.Namespace) -> None:
         + "; after "
         + ", ".join(f"{v:.2f}" for v in load_after)
     )
-    report = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_before": load_before,
-            "load_average_after": load_after,
-        },
-        "target_p95_ms": TARGET_P95_MS,
-        **result,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"Wrote {args.out}")
+    write_report(
+        args.out,
+        {"machine": machine(load_before, load_after), "target_p95_ms": TARGET_P95_MS, **result},
+    )
 
 
 # --- the child: seed, index, measure ----------------------------------------------------------

@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
+from benchmarks.reporting import child_environment, machine, write_report
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/relsim_bench_votes"
 DEFAULT_OUT = ROOT / "var" / "bench" / "vote_flood.json"
@@ -92,23 +94,16 @@ def _drop_database(url: str) -> None:
 
 
 def _environment(args: argparse.Namespace, data_dir: Path) -> dict[str, str]:
-    return {
-        **os.environ,
+    return child_environment(
+        args.database_url,
+        data_dir / "data",
         # The app's settings with two reference views in front (benchmarks/flood/urls.py).
-        "DJANGO_SETTINGS_MODULE": "benchmarks.flood.settings",
-        "DATABASE_URL": args.database_url,
-        "RELSIM_DATA_DIR": str(data_dir / "data"),
-        "CELERY_BROKER_URL": "",
-        # Production-like request handling; TLS would end at a proxy, so no redirect here.
-        "DEBUG": "0",
-        "SECRET_KEY": "benchmark-only-" + "x" * 40,
-        "SECURE_SSL_REDIRECT": "0",
-        "ALLOWED_HOSTS": HOST,
-        "LOG_LEVEL": "WARNING",
-        "DB_CONN_MAX_AGE": str(args.conn_max_age),
-        "RELSIM_STUDY_ANSWER_BURST": str(FLOOD_BURST),
-        "HF_HUB_OFFLINE": "1",
-    }
+        DJANGO_SETTINGS_MODULE="benchmarks.flood.settings",
+        CELERY_BROKER_URL="",
+        ALLOWED_HOSTS=HOST,
+        DB_CONN_MAX_AGE=str(args.conn_max_age),
+        RELSIM_STUDY_ANSWER_BURST=str(FLOOD_BURST),
+    )
 
 
 def _free_port() -> int:
@@ -748,16 +743,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{_verdict(ok)}  {name}")
 
     report = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {
-            "cpus": cores,
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_before": load_before,
-            "load_average_at_start": load_start,
-            "load_average_after": load_after,
-        },
+        "machine": machine(load_before, load_after, load_average_at_start=load_start),
         "server": {
             "workers": args.workers,
             "worker_class": "gthread" if args.threads > 1 else "sync",
@@ -789,9 +775,8 @@ def main(argv: list[str] | None = None) -> int:
         "statuses": {f"{k} {s}": n for (k, s), n in sorted(tally.statuses.items())},
         "checks": {name: _verdict(ok) for name, ok in checks.items()},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"\nWrote {args.out}")
+    print()
+    write_report(args.out, report)
     correct = all(ok for name, ok in checks.items() if "answers/s" not in name)
     return 0 if correct else 1
 

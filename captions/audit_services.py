@@ -248,18 +248,9 @@ def _apply_together(
     user = _decider(audit)
     status = Caption.Status.APPROVED if approving else Caption.Status.REJECTED
     reason = "" if approving else settings.RELSIM_AUDIT_SEND_BACK_REASON
-    now = timezone.now()
     moved = Caption.objects.filter(
         pk__in=[c.pk for c in drafts], status=Caption.Status.DRAFT, version=1
-    ).update(
-        status=status,
-        reviewer=user,
-        reviewed_at=now,
-        reject_reason=reason,
-        reject_comment=comment,
-        version=2,
-        updated_at=now,
-    )
+    ).update(version=2, **_decided(status, user, reason, comment))
     if moved != len(drafts):
         # Not locked after all (a database without row locks): go draft by draft.
         raise IntegrityError("drafts changed while being moved")
@@ -272,6 +263,19 @@ def _apply_together(
         batch_size=APPLY_CHUNK,
     )
     return moved
+
+
+def _decided(status: str, user: User, reason: str, comment: str) -> dict[str, object]:
+    """The fields an audit sets on a draft it decides (besides its version)."""
+    now = timezone.now()
+    return {
+        "status": status,
+        "reviewer": user,
+        "reviewed_at": now,
+        "reject_reason": reason,
+        "reject_comment": comment,
+        "updated_at": now,
+    }
 
 
 def _members(group_ids: list[int]) -> dict[int, list[int]]:
@@ -303,18 +307,9 @@ def _move(
 ) -> bool:
     """Review one untouched draft; False when it changed since it was read (a conditional
     UPDATE on the model's own version 1, so a person's edit or verdict is never overwritten)."""
-    now = timezone.now()
     updated = Caption.objects.filter(
         pk=caption.pk, status=Caption.Status.DRAFT, version=caption.version
-    ).update(
-        status=status,
-        reviewer=user,
-        reviewed_at=now,
-        reject_reason=reason,
-        reject_comment=comment,
-        version=F("version") + 1,
-        updated_at=now,
-    )
+    ).update(version=F("version") + 1, **_decided(status, user, reason, comment))
     if updated != 1:
         return False
     members = (
