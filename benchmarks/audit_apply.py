@@ -39,7 +39,12 @@ from benchmarks.curation_pages import (
     _percentile,
     _recreate_database,
 )
-from benchmarks.reporting import child_environment, machine, write_report
+from benchmarks.reporting import (
+    child_environment,
+    images_sharing_file,
+    machine,
+    write_report,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/relsim_bench_audit"
@@ -280,21 +285,7 @@ def _seed_batch(base: Any, drafts: int, first: int) -> int:
         numbers = range(start, min(start + SEED_BATCH, first + drafts))
         with transaction.atomic():
             images = Image.objects.bulk_create(
-                [
-                    Image(
-                        sha256=f"{n:064x}",
-                        md5=f"{n:032x}",
-                        width=base.width,
-                        height=base.height,
-                        original_format=base.original_format,
-                        file=base.file.name,
-                        thumbnail=base.thumbnail.name,
-                        phash=base.phash,
-                        source_name=f"bench/{n:07d}.png",
-                    )
-                    for n in numbers
-                ],
-                batch_size=SEED_BATCH,
+                images_sharing_file(base, numbers), batch_size=SEED_BATCH
             )
             # The fields caption_create sets for a model draft of one image.
             captions = Caption.objects.bulk_create(

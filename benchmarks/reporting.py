@@ -8,6 +8,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +55,25 @@ def write_report(out: Path, fields: dict[str, Any]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(f"Wrote {out}")
+
+
+def images_sharing_file(base: Any, numbers: Iterable[int]) -> list[Any]:
+    """Unsaved pool Image rows, one per number (distinct hashes), that all point at `base`'s
+    stored file and thumbnail: a paper-size pool seeded in seconds, for pages and jobs that
+    never read the files."""
+    from curation.models import Image
+
+    return [
+        Image(
+            sha256=f"{n:064x}",
+            md5=f"{n:032x}",
+            width=base.width,
+            height=base.height,
+            original_format=base.original_format,
+            file=base.file.name,
+            thumbnail=base.thumbnail.name,
+            phash=base.phash,
+            source_name=f"bench/{n:07d}.png",
+        )
+        for n in numbers
+    ]

@@ -46,7 +46,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
-from benchmarks.reporting import child_environment, machine, write_report
+from benchmarks.reporting import (
+    child_environment,
+    images_sharing_file,
+    machine,
+    write_report,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/relsim_bench_votes"
@@ -192,18 +197,7 @@ def _setup(out: Path, answers: int) -> None:
     PILImage.new("RGB", (64, 64), (200, 80, 40)).save(buffer, "PNG")
     base = image_store(normalised=normalise_image(buffer.getvalue())).image
     # Answering never reads image files: every further row points at the one stored file.
-    Image.objects.bulk_create(
-        Image(
-            sha256=f"{n:064x}",
-            md5=f"{n:032x}",
-            width=base.width,
-            height=base.height,
-            original_format=base.original_format,
-            file=base.file.name,
-            phash=base.phash,
-        )
-        for n in range(1, 4 * queries)
-    )
+    Image.objects.bulk_create(images_sharing_file(base, range(1, 4 * queries)))
     ids = list(Image.objects.order_by("id").values_list("id", flat=True))
     run = BenchmarkRun.objects.create(
         name="vote flood",
