@@ -46,10 +46,13 @@ class ChildOutcome:
 
 def module_command(module: str, args: Sequence[str], *, processes: int = 1) -> list[str]:
     """The child's command: `python -m MODULE ARGS`, or the same under `accelerate launch`
-    with one process per GPU."""
+    with one process per GPU. Multi-GPU is asked for rather than left to accelerate's
+    guess, which falls back to one process when it sees fewer than two GPUs. (With
+    ACCELERATE_USE_CPU=true in the environment the same command trains on the CPU over
+    gloo: how the suite checks this path without GPUs.)"""
     if processes <= 1:
         return [sys.executable, "-m", module, *args]
-    launch = [sys.executable, "-m", "accelerate.commands.launch"]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
     return [*launch, "--num_processes", str(processes), "-m", module, *args]
 
 

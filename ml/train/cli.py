@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -46,5 +47,7 @@ def training_command(
         print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
 
     result = train(load(args.config), progress=report, should_stop=lambda: stop_requested)
-    print(json.dumps({k: str(v) for k, v in asdict(result).items()}))
+    # Under `accelerate launch` every process returns the result; one line is the answer.
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps({k: str(v) for k, v in asdict(result).items()}))
     return 0
