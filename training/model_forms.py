@@ -23,6 +23,7 @@ from training.model_selectors import (
     Recipe,
     approved_train_images,
     gpu_worker_missing,
+    gpus_unavailable,
     relsim_checkpoint,
     snapshot_train_images,
     train_config_defaults,
@@ -264,6 +265,8 @@ class TrainRelsimForm(forms.Form):
         problem = gpu_worker_missing()
         if problem:
             self.add_error(None, problem)
+        elif problem := gpus_unavailable(data.get("gpus") or 1):
+            self.add_error("gpus", problem)
         if "snapshot" in data:
             self._check_training_images(data["snapshot"])
         return data

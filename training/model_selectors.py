@@ -137,6 +137,20 @@ def gpu_worker_missing() -> str:
     )
 
 
+def gpus_unavailable(wanted: int) -> str:
+    """Why a run over `wanted` GPUs cannot start, or "": one GPU (or the CPU) is always
+    there to ask for; more need a live gpu worker with at least that many."""
+    if wanted <= 1:
+        return ""
+    most = max((w.gpus for w in live_workers(Job.Queue.GPU)), default=0)
+    if most >= wanted:
+        return ""
+    return (
+        f"No live gpu worker has {wanted} GPUs: the most any has is {most}. A worker counts "
+        "RELSIM_GPU_DEVICES, else CUDA_VISIBLE_DEVICES, else what nvidia-smi lists."
+    )
+
+
 # --- The training recipe ------------------------------------------------------------------
 
 

@@ -81,6 +81,8 @@ class WorkerBeat(models.Model):
     name = models.CharField(max_length=200, unique=True)
     queues = models.JSONField(default=list)
     pid = models.PositiveIntegerField(default=0)
+    # GPUs its jobs may use (training.gpu_count); 0 for a CPU-only worker.
+    gpus = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField()
     last_seen = models.DateTimeField(db_index=True)
 

@@ -169,13 +169,12 @@ def job_retry(*, job: Job) -> Job:
 # --- Workers ------------------------------------------------------------------------------
 
 
-def worker_beat(*, name: str, queues: list[str], pid: int) -> None:
-    """A worker says it is alive and which queues it takes."""
+def worker_beat(*, name: str, queues: list[str], pid: int, gpus: int = 0) -> None:
+    """A worker says it is alive, which queues it takes and how many GPUs it has."""
     now = timezone.now()
+    found = {"queues": queues, "pid": pid, "gpus": gpus, "last_seen": now}
     WorkerBeat.objects.update_or_create(
-        name=name[:200],
-        defaults={"queues": queues, "pid": pid, "last_seen": now},
-        create_defaults={"queues": queues, "pid": pid, "last_seen": now, "started_at": now},
+        name=name[:200], defaults=found, create_defaults={**found, "started_at": now}
     )
     # Workers long gone are forgotten (a day is plenty to explain a stuck job).
     WorkerBeat.objects.filter(last_seen__lt=now - timedelta(days=1)).delete()

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from training import services
+from training.gpu_count import visible_gpus
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,8 @@ class WorkerWatch:
     def __init__(self, name: str, queues: Iterable[str], *, period_s: float | None = None):
         self.name = name
         self.queues = sorted(set(queues))
+        # Counted once: a worker's devices do not change while it runs.
+        self.gpus = visible_gpus()
         self.period_s = period_s or settings.RELSIM_WORKER_BEAT_SECONDS
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="relsim-worker-watch", daemon=True)
@@ -42,7 +45,7 @@ class WorkerWatch:
         services.worker_gone(name=self.name)
 
     def tick(self) -> None:
-        services.worker_beat(name=self.name, queues=self.queues, pid=os.getpid())
+        services.worker_beat(name=self.name, queues=self.queues, pid=os.getpid(), gpus=self.gpus)
         reaped = services.jobs_reap_stale()
         if reaped:
             log.warning("marked %s job(s) whose worker stopped responding as failed", reaped)

@@ -49,7 +49,7 @@ def admin_client(admin_user_role: Any, data_dir: Path, settings: Any) -> Client:
 def gpu_worker() -> WorkerBeat:
     now = timezone.now()
     return WorkerBeat.objects.create(
-        name="gpu0@test", queues=["gpu"], pid=1, started_at=now, last_seen=now
+        name="gpu0@test", queues=["gpu"], pid=1, gpus=2, started_at=now, last_seen=now
     )
 
 
@@ -449,6 +449,24 @@ def test_gpus_are_between_one_and_eight(
     response = _post(admin_client, data, django_capture_on_commit_callbacks)
     assert response.status_code == 200
     assert not Job.objects.filter(kind=Job.Kind.TRAIN_RELSIM).exists()
+
+
+def test_more_gpus_than_any_live_gpu_worker_has_are_refused(
+    admin_client: Client,
+    gpu_worker: WorkerBeat,
+    django_capture_on_commit_callbacks: Any,
+    data_dir: Path,
+) -> None:
+    data = _form_data(admin_client, snapshot=_snapshot(data_dir, 2).pk, gpus=4)
+    response = _post(admin_client, data, django_capture_on_commit_callbacks)
+    assert response.status_code == 200
+    assert "No live gpu worker has 4 GPUs: the most any has is 2." in _text(response)
+    assert not Job.objects.filter(kind=Job.Kind.TRAIN_RELSIM).exists()
+    # One GPU is always there to ask for, even from a CPU-only demo worker.
+    WorkerBeat.objects.filter(pk=gpu_worker.pk).update(gpus=0)
+    data = _form_data(admin_client, snapshot=_snapshot(data_dir, 2).pk, gpus=1)
+    _post(admin_client, data, django_capture_on_commit_callbacks)
+    assert Job.objects.filter(kind=Job.Kind.TRAIN_RELSIM).count() == 1
 
 
 def test_a_train_file_outside_the_import_roots_is_refused(
