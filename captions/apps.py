@@ -8,7 +8,4 @@ class CaptionsConfig(AppConfig):
     name = "captions"
 
     def ready(self) -> None:
-        from captions import (
-            audit_jobs,  # noqa: F401  (registers its job runner)
-            receivers,  # noqa: F401  (connects the signal receivers)
-        )
+        from captions import receivers  # noqa: F401  (connects the signal receivers)

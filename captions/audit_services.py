@@ -24,6 +24,7 @@ from captions.audit_selectors import (
 )
 from captions.lint import lint_caption
 from captions.models import Caption, CaptionRevision, DraftAudit
+from captions.signals import audit_decided
 from curation.models import GroupMember
 
 # Job states in which the drafting job may still add drafts to its batch.
@@ -132,20 +133,19 @@ def _decide(
     comment: str,
     enqueue: bool,
 ) -> DraftAudit:
-    from training import services as job_services
-    from training.models import Job
-
-    params = {"audit": audit.pk, "note": note, "comment": comment[:1000]}
+    """Record the decision; whoever carries decisions out hears of it in the same
+    transaction (training starts a job), so a decision never stands without its job."""
     with transaction.atomic():
         if not _claim(audit, decision, user, figures):
             raise AuditRefused(f"Batch #{audit.job_id} was decided meanwhile.")
-        if enqueue:
-            job = job_services.job_create(kind=Job.Kind.AUDIT_APPLY, params=params, user=user)
-        else:
-            job = Job.objects.create(
-                kind=Job.Kind.AUDIT_APPLY, params=params, queue=Job.Queue.CPU, created_by=user
-            )
-        DraftAudit.objects.filter(pk=audit.pk).update(apply_job=job)
+        audit_decided.send(
+            sender=DraftAudit,
+            audit=audit,
+            note=note,
+            comment=comment[:1000],
+            user=user,
+            enqueue=enqueue,
+        )
     audit.refresh_from_db()
     return audit
 

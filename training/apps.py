@@ -8,5 +8,12 @@ class TrainingConfig(AppConfig):
     name = "training"
 
     def ready(self) -> None:
-        # Runner modules register themselves by kind.
-        from training import caption_jobs, dataset_jobs, filter_jobs, model_jobs  # noqa: F401
+        # Runner modules register themselves by kind (audit_jobs also starts its job when
+        # captions records an audit decision).
+        from training import (  # noqa: F401
+            audit_jobs,
+            caption_jobs,
+            dataset_jobs,
+            filter_jobs,
+            model_jobs,
+        )

@@ -1,16 +1,43 @@
 """The job that carries out an audit decision over a drafting batch's remaining drafts (a
-batch at the paper's scale holds 100k of them). Retry goes on where it stopped."""
+batch at the paper's scale holds 100k of them), started when captions records a decision.
+Retry goes on where it stopped."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
+from django.dispatch import receiver
+
 from captions.audit_services import AuditRefused, AuditStopped, audit_apply
 from captions.models import DraftAudit
+from captions.signals import audit_decided
 from core.errors import JobCancelled, JobInputError
+from training import services
 from training.models import Job
 from training.reporting import JobReporter
 from training.runners import runner
+
+
+@receiver(audit_decided, dispatch_uid="training_audit_apply_job")
+def _start_apply_job(
+    *,
+    audit: DraftAudit,
+    note: str,
+    comment: str,
+    user: User,
+    enqueue: bool,
+    **_: Any,
+) -> None:
+    """Inside the decision's transaction: the job row, sent to the broker after commit."""
+    params = {"audit": audit.pk, "note": note, "comment": comment}
+    if enqueue:
+        job = services.job_create(kind=Job.Kind.AUDIT_APPLY, params=params, user=user)
+    else:
+        job = Job.objects.create(
+            kind=Job.Kind.AUDIT_APPLY, params=params, queue=Job.Queue.CPU, created_by=user
+        )
+    DraftAudit.objects.filter(pk=audit.pk).update(apply_job=job)
 
 
 @runner(Job.Kind.AUDIT_APPLY)
