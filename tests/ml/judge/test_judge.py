@@ -74,6 +74,12 @@ def server() -> Iterator[FakeServer]:
                 status, payload, headers, delay = state.responder(index, body)
                 if delay:
                     time.sleep(delay)
+            finally:
+                # Out of flight before the reply leaves: once the client has its reply it may
+                # send the next request before this thread would get past a later decrement.
+                with state.lock:
+                    state.in_flight -= 1
+            try:
                 raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -84,9 +90,6 @@ def server() -> Iterator[FakeServer]:
                 self.wfile.write(raw)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (a timeout test)
-            finally:
-                with state.lock:
-                    state.in_flight -= 1
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
