@@ -24,8 +24,8 @@ from captions.audit_selectors import (
 )
 from captions.lint import lint_caption
 from captions.models import Caption, CaptionRevision, DraftAudit
+from captions.selectors import members_in_order
 from captions.signals import audit_decided
-from curation.models import GroupMember
 
 # Job states in which the drafting job may still add drafts to its batch.
 _STILL_DRAFTING = ("pending", "running")
@@ -172,8 +172,9 @@ def audit_apply(
     for start in range(0, len(ids), APPLY_CHUNK):
         if should_stop is not None and should_stop():
             raise AuditStopped(f"stopped after {done} of {len(ids)} drafts")
-        _apply_chunk(audit, ids[start : start + APPLY_CHUNK], note, comment)
-        done += len(ids[start : start + APPLY_CHUNK])
+        chunk = ids[start : start + APPLY_CHUNK]
+        _apply_chunk(audit, chunk, note, comment)
+        done += len(chunk)
         if progress is not None:
             progress(done, len(ids))
     DraftAudit.objects.filter(pk=audit.pk).update(skipped=remaining_drafts(audit).count())
@@ -196,26 +197,21 @@ def _apply_chunk(audit: DraftAudit, ids: list[int], note: str, comment: str) -> 
     """Move one chunk in one transaction, with one UPDATE and one INSERT. Should another
     approval for the same group or image arrive meanwhile, the chunk goes draft by draft."""
     approving = audit.decision == DraftAudit.Decision.ACCEPTED
+    status = Caption.Status.APPROVED if approving else Caption.Status.REJECTED
+    reason = "" if approving else settings.RELSIM_AUDIT_SEND_BACK_REASON
+    user = _decider(audit)
     try:
         with transaction.atomic():
-            _count(audit, _apply_together(audit, ids, approving, note, comment))
+            _count(audit, _apply_together(audit, ids, user, status, note, reason, comment))
             return
     except IntegrityError:
         pass
-    user = _decider(audit)
     for caption in Caption.objects.filter(pk__in=ids, status=Caption.Status.DRAFT, version=1):
         if approving and (_blocked(audit, [caption.pk]) or lint_caption(caption.text).errors):
             continue
         try:
             with transaction.atomic():
-                moved = _move(
-                    caption,
-                    user,
-                    Caption.Status.APPROVED if approving else Caption.Status.REJECTED,
-                    note=note,
-                    reason="" if approving else settings.RELSIM_AUDIT_SEND_BACK_REASON,
-                    comment=comment,
-                )
+                moved = _move(caption, user, status, note=note, reason=reason, comment=comment)
                 _count(audit, int(moved))
         except IntegrityError:
             continue  # an approved caption for the same target arrived after the check
@@ -231,7 +227,13 @@ def _blocked(audit: DraftAudit, ids: list[int]) -> set[int]:
 
 
 def _apply_together(
-    audit: DraftAudit, ids: list[int], approving: bool, note: str, comment: str
+    audit: DraftAudit,
+    ids: list[int],
+    user: User,
+    status: str,
+    note: str,
+    reason: str,
+    comment: str,
 ) -> int:
     # Locked, so nobody's edit or verdict lands between reading a draft and moving it.
     drafts = list(
@@ -240,21 +242,19 @@ def _apply_together(
         .only("id", "text", "draft_job_id", "group_id", "version")
         .order_by("id")  # one lock order for everyone who locks captions
     )
+    approving = status == Caption.Status.APPROVED
     if approving:
         blocked = _blocked(audit, ids)
         drafts = [c for c in drafts if c.pk not in blocked and not lint_caption(c.text).errors]
     if not drafts:
         return 0
-    user = _decider(audit)
-    status = Caption.Status.APPROVED if approving else Caption.Status.REJECTED
-    reason = "" if approving else settings.RELSIM_AUDIT_SEND_BACK_REASON
     moved = Caption.objects.filter(
         pk__in=[c.pk for c in drafts], status=Caption.Status.DRAFT, version=1
     ).update(version=2, **_decided(status, user, reason, comment))
     if moved != len(drafts):
         # Not locked after all (a database without row locks): go draft by draft.
         raise IntegrityError("drafts changed while being moved")
-    members = _members([c.group_id for c in drafts if c.group_id]) if approving else {}
+    members = members_in_order(c.group_id for c in drafts if c.group_id) if approving else {}
     CaptionRevision.objects.bulk_create(
         [
             _revision(c, user, status, note=note, reason=reason, comment=comment, members=members)
@@ -276,19 +276,6 @@ def _decided(status: str, user: User, reason: str, comment: str) -> dict[str, ob
         "reject_comment": comment,
         "updated_at": now,
     }
-
-
-def _members(group_ids: list[int]) -> dict[int, list[int]]:
-    """Each group's images in order, as an approval records them (one query per chunk)."""
-    found: dict[int, list[int]] = {group_id: [] for group_id in group_ids}
-    rows = (
-        GroupMember.objects.filter(group_id__in=group_ids)
-        .order_by("group_id", "position", "id")
-        .values_list("group_id", "image_id")
-    )
-    for group_id, image_id in rows:
-        found[group_id].append(image_id)
-    return found
 
 
 def _result(figures: AuditFigures) -> str:
@@ -313,7 +300,7 @@ def _move(
     if updated != 1:
         return False
     members = (
-        _members([caption.group_id])
+        members_in_order([caption.group_id])
         if caption.group_id and status == Caption.Status.APPROVED
         else {}
     )

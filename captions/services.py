@@ -13,8 +13,9 @@ from django.utils import timezone
 
 from captions.lint import lint_caption
 from captions.models import REJECT_COMMENT_MAX_CHARS, Caption, CaptionRevision, EditPresence
+from captions.selectors import members_in_order
 from captions.text import CaptionTextError, clean_caption_text, word_edit_distance
-from curation.models import Group, GroupMember, Image
+from curation.models import Group, Image
 
 
 class StaleCaption(Exception):
@@ -359,11 +360,7 @@ def _review(
         details: dict[str, Any] = {"comment": comment} if comment else {}
         if status == Caption.Status.APPROVED and caption.group_id:
             # The images the approved text describes, to show what changed if they change.
-            details["members"] = list(
-                GroupMember.objects.filter(group=caption.group_id)
-                .order_by("position", "id")
-                .values_list("image_id", flat=True)
-            )
+            details["members"] = members_in_order([caption.group_id])[caption.group_id]
         _record(
             caption,
             actor=reviewer,
