@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -247,9 +248,14 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 def weights_mb(record: TrainedModel) -> float:
     """The size of a relsim model's weights: its checkpoint folder and, when it is a local
-    folder, the base VLM it loads."""
+    folder, the base VLM it loads (measured once per process and pair of folders)."""
+    return _weights_mb(record.folder, record.base_vlm)
+
+
+@lru_cache(maxsize=16)
+def _weights_mb(*folders: str) -> float:
     total = 0
-    for folder in (record.folder, record.base_vlm):
+    for folder in folders:
         path = Path(folder) if folder else None
         if path is None or not path.is_dir():
             continue
@@ -304,7 +310,7 @@ def _relsim_column(
     query: Query,
     k: int,
     exclude: int | None,
-    twin: Image | None = None,
+    pool_image: Image | None,
 ) -> Column:
     if record is None or record.model is None:
         return Column("relsim", "relsim", "", note=_no_index_note())
@@ -318,18 +324,16 @@ def _relsim_column(
     except FileNotFoundError:
         column.note = f"The index folder {record.folder} is missing."
         return column
-    if query.image is not None:
-        row = row_of(ids, query.image.pk)
-        if row is None:
-            column.note = (
-                f"Image {query.image.pk} is not in this index (it came after the index was "
-                "built): upload its file to search with it, or embed the pool again."
-            )
-            return column
+    # A pool image (or an upload of one) already embedded: its stored vector, no model load.
+    row = row_of(ids, pool_image.pk) if pool_image is not None else None
+    if row is not None:
         vector = matrix[row]
-    elif twin is not None and (twin_row := row_of(ids, twin.pk)) is not None:
-        # An upload that is a pool image already embedded: its stored vector, no model load.
-        vector = matrix[twin_row]
+    elif query.image is not None:
+        column.note = (
+            f"Image {query.image.pk} is not in this index (it came after the index was "
+            "built): upload its file to search with it, or embed the pool again."
+        )
+        return column
     else:
         try:
             if query.upload is not None:
@@ -392,10 +396,10 @@ def search(query: Query, *, k: int = DEFAULT_K) -> SearchResults:
         results.pool_twin = Image.objects.filter(sha256=query.upload.sha256).first()
         if results.pool_twin is not None:
             exclude = results.pool_twin.pk
-    results.columns.append(_relsim_column(record, query, k, exclude, results.pool_twin))
-    baselines = baseline_indexes()
-    # An upload that is already a pool image searches the baselines as that image.
+    # An upload that is already a pool image searches every index as that image.
     pool_image = query.image or results.pool_twin
+    results.columns.append(_relsim_column(record, query, k, exclude, pool_image))
+    baselines = baseline_indexes()
     if pool_image is not None:
         keep = {b.pk for b in baselines}
         results.columns += [_baseline_column(b, pool_image, k, keep) for b in baselines]
