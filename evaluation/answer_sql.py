@@ -104,14 +104,18 @@ def participant_with_study(token: str) -> Found | None:
         [f.attname for f in _STUDY_FIELDS],
         _converted(_STUDY_FIELDS, row[split:-1], Study),
     )
-    last = row[-1]
-    return Found(participant, 0 if last is None else int(last) + 1)
+    return Found(participant, _count_from_last(row[-1]))
 
 
 def answered_count(participant_id: int) -> int:
     """How many trials the participant has answered (see Found.answered)."""
     sql = f"SELECT MAX(position) FROM {_table(Answer)} WHERE participant_id = %s"
     (last,) = _run(sql, [participant_id])[0]
+    return _count_from_last(last)
+
+
+def _count_from_last(last: int | None) -> int:
+    """Answers fill positions 0, 1, ... in order, so the last answered one gives the count."""
     return 0 if last is None else int(last) + 1
 
 
