@@ -22,10 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,12 +32,10 @@ from typing import Any
 
 from benchmarks.curation_pages import (
     _database_version,
-    _drop_database,
     _percentile,
-    _recreate_database,
+    measure_in_child,
 )
 from benchmarks.reporting import (
-    child_environment,
     images_sharing_file,
     machine,
     write_report,
@@ -77,28 +72,14 @@ def _parent(args: argparse.Namespace) -> int:
         + ", ".join(f"{v:.2f}" for v in load_before),
         flush=True,
     )
-    data_dir = Path(tempfile.mkdtemp(prefix="relsim-bench-audit-"))
-    out = data_dir / "result.json"
-    try:
-        _recreate_database(args.database_url)
-        env = child_environment(
-            args.database_url, data_dir / "data", RELSIM_AUDIT_SAMPLE_SIZE=str(args.sample)
-        )
-        command = [
-            sys.executable,
-            "-m",
-            "benchmarks.audit_apply",
-            "--worker-out",
-            str(out),
-            "--drafts",
-            str(args.drafts),
-        ]
-        subprocess.run(command, env=env, cwd=ROOT, check=True)
-        result: dict[str, Any] = json.loads(out.read_text())
-    finally:
-        if not args.keep_db:
-            _drop_database(args.database_url)
-        shutil.rmtree(data_dir, ignore_errors=True)
+    result = measure_in_child(
+        "benchmarks.audit_apply",
+        ["--drafts", str(args.drafts)],
+        database_url=args.database_url,
+        keep_db=args.keep_db,
+        prefix="relsim-bench-audit-",
+        RELSIM_AUDIT_SAMPLE_SIZE=str(args.sample),
+    )
     load_after = os.getloadavg()
 
     print(

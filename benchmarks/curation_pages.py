@@ -95,6 +95,33 @@ def _drop_database(url: str) -> None:
         )
 
 
+def measure_in_child(
+    module: str,
+    worker_args: list[str],
+    *,
+    database_url: str,
+    keep_db: bool,
+    prefix: str,
+    **settings: str,
+) -> dict[str, Any]:
+    """A fresh database and data folder, then the module's measuring half in a child with
+    Django set up (`--worker-out FILE` plus `worker_args`), whose JSON result comes back; the
+    database is dropped afterwards unless kept, the folder always."""
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    out = data_dir / "result.json"
+    try:
+        _recreate_database(database_url)
+        env = child_environment(database_url, data_dir / "data", **settings)
+        command = [sys.executable, "-m", module, "--worker-out", str(out), *worker_args]
+        subprocess.run(command, env=env, cwd=ROOT, check=True)
+        result: dict[str, Any] = json.loads(out.read_text())
+        return result
+    finally:
+        if not keep_db:
+            _drop_database(database_url)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
 def _run_size(size: int, args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     _recreate_database(args.database_url)
     out = data_dir / f"result-{size}.json"

@@ -21,10 +21,6 @@ import argparse
 import json
 import os
 import random
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,11 +33,10 @@ for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 from benchmarks.curation_pages import (  # noqa: E402
     DEFAULT_DB,
     _database_version,
-    _drop_database,
     _percentile,
-    _recreate_database,
+    measure_in_child,
 )
-from benchmarks.reporting import child_environment, machine, write_report  # noqa: E402
+from benchmarks.reporting import machine, write_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "var" / "bench" / "search_page.json"
@@ -63,17 +58,9 @@ def _parent(args: argparse.Namespace) -> None:
     )
     load_before = os.getloadavg()
     print(f"CPUs: {os.cpu_count()}, load average {load_before[0]:.2f} (1 min)")
-    data_dir = Path(tempfile.mkdtemp(prefix="relsim-bench-search-"))
-    out = data_dir / "result.json"
-    try:
-        _recreate_database(args.database_url)
-        env = child_environment(args.database_url, data_dir / "data", TRANSFORMERS_OFFLINE="1")
-        command = [
-            sys.executable,
-            "-m",
-            "benchmarks.search_page",
-            "--worker-out",
-            str(out),
+    result = measure_in_child(
+        "benchmarks.search_page",
+        [
             "--images",
             str(args.images),
             "--baselines",
@@ -84,13 +71,12 @@ def _parent(args: argparse.Namespace) -> None:
             str(args.warmups),
             "--seed",
             str(args.seed),
-        ]
-        subprocess.run(command, env=env, cwd=ROOT, check=True)
-        result: dict[str, Any] = json.loads(out.read_text())
-    finally:
-        if not args.keep_db:
-            _drop_database(args.database_url)
-        shutil.rmtree(data_dir, ignore_errors=True)
+        ],
+        database_url=args.database_url,
+        keep_db=args.keep_db,
+        prefix="relsim-bench-search-",
+        TRANSFORMERS_OFFLINE="1",
+    )
     load_after = os.getloadavg()
     print(
         f"\n{result['images']:,} images on {result['database_version'][:60]} "
