@@ -115,6 +115,13 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+elif env_bool("DB_PREPARED_STATEMENTS", True):
+    # The study's answer path keeps its statements prepared on the server
+    # (evaluation/answer_sql.py asks for it statement by statement; Django's own cursors
+    # bind on the client and never prepare). Django turns psycopg's preparing off unless a
+    # threshold is set; this one is never reached by count. Set DB_PREPARED_STATEMENTS=0
+    # behind a pooler in transaction mode that cannot keep prepared statements.
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 2**31 - 1
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Files: images and artefacts under the data directory, through the storage API.

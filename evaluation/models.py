@@ -310,3 +310,7 @@ class Answer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.participant}: {self.choice} on trial #{self.trial_id}"
+
+
+# The answer choices as a set, made once: Answer.Choice.values builds a new list each time.
+ANSWER_CHOICES = frozenset(Answer.Choice.values)

@@ -4,6 +4,7 @@ token in their link and in their session, and reaches their own study and nothin
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import lru_cache, wraps
 from typing import Any
@@ -27,9 +28,10 @@ from evaluation.answer_sql import Found, participant_with_study
 from evaluation.models import Assignment, Participant, Study, StudyText, Trial
 from evaluation.study_forms import AnswerInvalid, ConsentForm, read_answer
 from evaluation.study_services import (
+    AnswerRefused,
     Progress,
     StudyError,
-    answer_record,
+    answer_submit,
     participant_can_continue,
     participant_progress,
     participant_returning,
@@ -101,11 +103,7 @@ def _participant_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpRe
 
 def _message(request: HttpRequest, title: str, text: str, status: int = 200) -> HttpResponse:
     context = {"title": title, "text": text}
-    # htmx swaps the trial for the message; a plain request gets the whole page.
-    template = "evaluation/participate/message.html"
-    if getattr(request, "htmx", False):
-        template += "#trial"
-    return render(request, template, context, status=status)
+    return render(request, "evaluation/participate/message.html", context, status=status)
 
 
 @never_cache
@@ -207,9 +205,15 @@ def _url_format(name: str, prefix: str) -> str:
     )
 
 
-def _slot_url(participant: Participant, position: int, slot: str) -> str:
+def _image_url(participant: Participant) -> str:
+    """The participant's image URL with {position} and {slot} left to fill (study.js fills
+    them for the trials it draws)."""
     url_format = _url_format("participant_image", get_script_prefix())
-    return url_format.format(token=participant.token, position=position, slot=slot)
+    return url_format.replace("{token}", participant.token)
+
+
+def _slot_url(participant: Participant, position: int, slot: str) -> str:
+    return _image_url(participant).format(position=position, slot=slot)
 
 
 def _trial_context(participant: Participant, progress: Progress) -> dict[str, object] | None:
@@ -218,14 +222,17 @@ def _trial_context(participant: Participant, progress: Progress) -> dict[str, ob
         return None
     following = progress.following
     total = progress.total
+    # Numbers as text: the template engine would localise each int on every render.
     return {
         "participant": participant,
         "study": participant.study,
-        "position": position,
-        "number": progress.answered + 1,
-        "total": total,
-        "percent": round(100 * progress.answered / total) if total else 0,
+        "position": str(position),
+        "answered": str(progress.answered),
+        "number": str(progress.answered + 1),
+        "total": str(total),
+        "percent": str(round(100 * progress.answered / total) if total else 0),
         "images": {slot: _slot_url(participant, position, slot) for slot in SLOTS},
+        "image_url": _image_url(participant),
         # Fetched while this trial is on screen, so the next one shows at once.
         "preload": [_slot_url(participant, following, s) for s in SLOTS]
         if following is not None
@@ -261,10 +268,10 @@ def participant_trial(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "evaluation/participate/trial.html", context)
 
 
-def _rate_limited(participant: Participant) -> bool:
+def _rate_limited(token: str) -> bool:
     """More answers in the window than settings.RELSIM_STUDY_ANSWER_BURST (per web process:
-    the default cache is the process's own)."""
-    key = f"study-answers-{participant.pk}"
+    the default cache is the process's own). Counted by link, before the database is asked."""
+    key = f"study-answers-{token}"
     window = settings.RELSIM_STUDY_ANSWER_WINDOW_S
     cache.add(key, 0, window)
     try:
@@ -275,43 +282,82 @@ def _rate_limited(participant: Participant) -> bool:
     return bool(count > settings.RELSIM_STUDY_ANSWER_BURST)
 
 
-@never_cache
+def _wants_json(request: HttpRequest) -> bool:
+    """study.js asks for JSON and draws the next trial itself; a browser without it posts
+    the form and follows the redirect."""
+    return "application/json" in request.META.get("HTTP_ACCEPT", "")
+
+
+def _json(payload: dict[str, object], status: int = 200) -> HttpResponse:
+    return HttpResponse(json.dumps(payload), content_type="application/json", status=status)
+
+
+def _not_stored(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """never_cache's intent for the answer's replies in one fixed header: never_cache works
+    out four headers per response, a cost the study's hottest request need not pay."""
+
+    @wraps(view)
+    def answer(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    return answer
+
+
+_REFUSED = {
+    AnswerRefused.Reason.NO_LINK: _NO_LINK,
+    AnswerRefused.Reason.NOT_OPEN: _NOT_OPEN,
+    AnswerRefused.Reason.EXPIRED: _Unavailable(
+        "This session has expired", "Please return the study.", 410
+    ),
+}
+
+
+def _answer_problem(request: HttpRequest, title: str, text: str, status: int) -> HttpResponse:
+    if _wants_json(request):
+        return _json({"title": title, "text": text}, status)
+    return _message(request, title, text, status)
+
+
+@_not_stored
 @require_POST
-@_participant_page
 def participant_answer(request: HttpRequest, token: str) -> HttpResponse:
-    """Save one answer, then show the next trial (htmx) or redirect to it. Sending the same
-    answer again is harmless: the first one stands."""
-    participant, answered = _participant(token)
-    if not participant_can_continue(participant) and participant.finished_at is None:
-        return _message(request, "This session has expired", "Please return the study.", 410)
-    if _rate_limited(participant):
-        return _message(request, "Slow down", "Too many answers at once; try again.", 429)
+    """Save one answer; tell study.js where the participant now stands (JSON), or redirect
+    to the next trial. Sending the same answer again is harmless: the first one stands."""
+    if _rate_limited(token):
+        return _answer_problem(request, "Slow down", "Too many answers at once; try again.", 429)
     try:
         given = read_answer(request.POST)
     except AnswerInvalid as invalid:
-        return _message(request, "That answer could not be read", str(invalid), 400)
+        return _answer_problem(request, "That answer could not be read", str(invalid), 400)
     try:
-        recorded = answer_record(
-            participant=participant,
+        recorded = answer_submit(
+            token=token,
             position=given.position,
             choice=given.choice,
             response_ms=given.response_ms,
             viewport=given.viewport,
-            answered=answered,
         )
+    except AnswerRefused as refused:
+        page = _REFUSED[refused.reason]
+        return _answer_problem(request, page.title, page.text, page.status)
     except StudyError as error:
-        return _message(request, "That answer could not be saved", str(error), 400)
+        return _answer_problem(request, "That answer could not be saved", str(error), 400)
+    progress = recorded.progress
     if recorded.finished:
-        if getattr(request, "htmx", False):
-            response = HttpResponse(status=204)
-            response["HX-Redirect"] = _done_url(participant)
-            return response
-        return redirect(_done_url(participant))
-    if getattr(request, "htmx", False):
-        context = _trial_context(participant, recorded.progress)
-        if context is not None:
-            return render(request, "evaluation/participate/trial.html#trial", context)
-    return redirect("participant_trial", token=participant.token)
+        done = _url_format("participant_done", get_script_prefix()).format(token=token)
+        return _json({"done": done}) if _wants_json(request) else redirect(done)
+    if _wants_json(request):
+        return _json(
+            {
+                "position": progress.position,
+                "following": progress.following,
+                "answered": progress.answered,
+                "total": progress.total,
+            }
+        )
+    return redirect(_url_format("participant_trial", get_script_prefix()).format(token=token))
 
 
 @never_cache

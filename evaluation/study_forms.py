@@ -9,7 +9,7 @@ from typing import Any
 
 from django import forms
 
-from evaluation.models import Answer, BenchmarkRun
+from evaluation.models import ANSWER_CHOICES, BenchmarkRun
 from evaluation.study_services import (
     DEFAULT_ANSWERS_PER_BASELINE,
     DEFAULT_CONSENT,
@@ -166,7 +166,7 @@ def read_answer(data: Mapping[str, str]) -> AnswerInput:
     except ValueError as error:
         problems["position"] = "This field is required." if not data.get("position") else str(error)
     choice = data.get("choice", "")
-    if choice not in Answer.Choice.values:
+    if choice not in ANSWER_CHOICES:
         problems["choice"] = f"{choice!r} is not one of left, right or same."
     if raw_ms := data.get("response_ms", ""):
         try:

@@ -4,6 +4,7 @@ answers (one per trial, whatever is sent again) and deleting a participant's dat
 
 from __future__ import annotations
 
+import enum
 import math
 import random
 import secrets
@@ -17,8 +18,9 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from curation.models import GroupMember, Image
-from evaluation.answer_sql import answered_count, insert_answer
+from evaluation.answer_sql import Answering, answered_count, store_answer
 from evaluation.models import (
+    ANSWER_CHOICES,
     Answer,
     Assignment,
     BenchmarkRun,
@@ -371,6 +373,67 @@ class Recorded:
     progress: Progress
 
 
+class AnswerRefused(StudyError):
+    """An answer the participant's session cannot take, and why."""
+
+    class Reason(enum.Enum):
+        NO_LINK = "no participant has this link"
+        NOT_OPEN = "the study is not open"
+        EXPIRED = "the session has expired"
+
+    def __init__(self, reason: AnswerRefused.Reason) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+
+
+def answer_submit(
+    *,
+    token: str,
+    position: int,
+    choice: str,
+    response_ms: int | None,
+    viewport: str = "",
+) -> Recorded:
+    """Save an answer to the trial at `position` of the participant's sequence: the first
+    trial still open, as the page shows it. Sending an answer again changes nothing (the
+    first one stands, one per trial); a trial further on than the open one is refused, so
+    answers always fill the sequence from its start. One statement on PostgreSQL: the
+    study's hottest request. Raises AnswerRefused, or StudyError for a position the session
+    does not have open."""
+    if choice not in ANSWER_CHOICES:
+        raise StudyError(f"unknown answer {choice!r}: choose left, right or same")
+    now = timezone.now()
+    stored = store_answer(Answering(token, position, choice, response_ms, viewport, now))
+    if stored is None:
+        raise AnswerRefused(AnswerRefused.Reason.NO_LINK)
+    state = stored.state
+    if not state.is_open:
+        raise AnswerRefused(AnswerRefused.Reason.NOT_OPEN)
+    if state.expired and not stored.finished:
+        raise AnswerRefused(AnswerRefused.Reason.EXPIRED)
+    total = state.trial_count
+    if not 0 <= position < total:
+        raise StudyError(f"there is no trial {position} in this session")
+    answered = state.answered
+    if position > answered:
+        raise StudyError(
+            f"trial {position} is not the one on screen (that is trial {answered}): "
+            "reload the page to go on"
+        )
+    if position == answered:
+        # Written now or by a request sent at the same moment: either way it is answered.
+        answered = position + 1
+    progress = _progress(answered, total)
+    finished = progress.position is None
+    if finished and not stored.finished:
+        # The last answer came from a request sent at the same moment, which marks them
+        # finished in the same statement; conditional, so the first time set stands.
+        Participant.objects.filter(pk=state.participant_id, finished_at__isnull=True).update(
+            finished_at=now
+        )
+    return Recorded(stored.created, finished, progress)
+
+
 def answer_record(
     *,
     participant: Participant,
@@ -378,46 +441,18 @@ def answer_record(
     choice: str,
     response_ms: int | None,
     viewport: str = "",
-    answered: int | None = None,
 ) -> Recorded:
-    """Save an answer to the trial at `position` of the participant's sequence: the first
-    trial still open, as the page shows it. Sending an answer again changes nothing (the
-    first one stands, one per trial); a trial further on than the open one is refused, so
-    answers always fill the sequence from its start. `answered` is the count of answers when
-    the caller has just read it."""
-    if choice not in Answer.Choice.values:
-        raise StudyError(f"unknown answer {choice!r}: choose left, right or same")
-    total = participant.trial_count
-    if not 0 <= position < total:
-        raise StudyError(f"there is no trial {position} in this session")
-    if answered is None:
-        answered = answered_count(participant.pk)
-    created = False
-    if position > answered:
-        raise StudyError(
-            f"trial {position} is not the one on screen (that is trial {answered}): "
-            "reload the page to go on"
-        )
-    if position == answered:
-        created = insert_answer(
-            participant_id=participant.pk,
-            position=position,
-            choice=choice,
-            response_ms=response_ms,
-            viewport=viewport[:20],
-            now=timezone.now(),
-        )
-        # Written now or by a request sent at the same moment: either way it is answered.
-        answered = position + 1
-    progress = _progress(answered, total)
-    finished = progress.position is None
-    if finished and participant.finished_at is None:
-        # Conditional, so the first finishing request sets the time and later ones keep it.
-        Participant.objects.filter(pk=participant.pk, finished_at__isnull=True).update(
-            finished_at=timezone.now()
-        )
+    """answer_submit for a participant at hand; their finish time is read back."""
+    recorded = answer_submit(
+        token=participant.token,
+        position=position,
+        choice=choice,
+        response_ms=response_ms,
+        viewport=viewport,
+    )
+    if recorded.finished:
         participant.refresh_from_db(fields=["finished_at"])
-    return Recorded(created, finished, progress)
+    return recorded
 
 
 def participant_set_excluded(*, participant: Participant, excluded: bool) -> Participant:

@@ -116,3 +116,33 @@ def test_a_participant_on_a_laptop_answers_with_keys_only(open_page: Any, png_fa
     )
     assert choices == ["left", "left", "right"]
     assert page.locator("#back-to-platform").count() == 0  # not from Prolific: no redirect
+
+
+def test_an_answer_lost_on_the_way_can_be_given_again(open_page: Any, png_factory: Any) -> None:
+    """A dropped connection leaves the trial on screen with a notice, and choosing again
+    stores the answer once; the reply then draws the next trial in place."""
+    study = _open_study(png_factory, trials=2)
+    page = open_page(viewport=PHONE)
+    page.goto(f"/study/{study.slug}/")
+    page.locator("#agree").click()
+    page.locator("#start").click()
+    participant = Participant.objects.get(study=study)
+    _wait_for_trial(page, 1)
+    first_query = page.locator('[data-trial-image="query"]').get_attribute("src")
+    page.evaluate("window.sameDocument = true")
+
+    page.route("**/answer/", lambda route: route.abort())
+    page.locator("#choose-left").click()
+    expect(page.locator("#answer-notice")).to_contain_text("was not sent")
+    assert _shown_trial(page) == 1
+    assert not Answer.objects.filter(participant=participant).exists()
+
+    page.unroute("**/answer/")
+    page.locator("#choose-right").click()
+    _wait_for_trial(page, 2)
+    expect(page.locator("#answer-notice")).to_be_hidden()
+    # The next trial's pictures, not the first one's, and the page was not reloaded.
+    assert page.locator('[data-trial-image="query"]').get_attribute("src") != first_query
+    assert page.evaluate("window.sameDocument === true")
+    answers = Answer.objects.filter(participant=participant)
+    assert list(answers.values_list("position", "choice")) == [(0, "right")]

@@ -148,15 +148,30 @@ def _start(client: Client, study: Study, pid: str = "") -> str:
     return token.group(1)
 
 
-def _answer_all(client: Client, token: str, *, htmx: bool = False) -> Any:
+def _answer_all(client: Client, token: str, *, as_script: bool = False) -> Any:
+    """Answer every trial in order: as study.js does (asking for JSON, which must name the
+    next trial each time), or as a plain form post."""
     participant = Participant.objects.get(token=token)
     response = None
+    total = participant.assignments.count()
     for assignment in participant.assignments.order_by("position"):
-        headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+        headers = {"HTTP_ACCEPT": "application/json"} if as_script else {}
         url = reverse("participant_answer", args=[token])
         data = {"position": assignment.position, "choice": "left", "response_ms": 1200}
         response = client.post(url, data, **headers)
-        assert response.status_code in (200, 204, 302)
+        if as_script:
+            assert response.status_code == 200
+            reply = response.json()
+            following = assignment.position + 2
+            if assignment.position + 1 < total:
+                assert reply == {
+                    "position": assignment.position + 1,
+                    "following": following if following < total else None,
+                    "answered": assignment.position + 1,
+                    "total": total,
+                }
+        else:
+            assert response.status_code == 302
     return response
 
 
@@ -171,8 +186,8 @@ def test_a_participant_from_prolific_completes_and_gets_the_code(png_factory: An
     assert client.get(reverse("participant_done", args=[token]))["Location"].endswith(
         f"/study/p/{token}/"
     )
-    last = _answer_all(client, token, htmx=True)
-    assert last["HX-Redirect"] == reverse("participant_done", args=[token])
+    last = _answer_all(client, token, as_script=True)
+    assert last.json() == {"done": reverse("participant_done", args=[token])}
     done = client.get(reverse("participant_done", args=[token])).content.decode()
     assert "C0MPLETE" in done
     assert "https://app.prolific.com/submissions/complete?cc=C0MPLETE" in done
@@ -317,7 +332,18 @@ def test_the_trial_links_match_the_url_patterns(png_factory: Any) -> None:
     for slot in ("query", "left", "right"):
         assert reverse("participant_image", args=[token, 0, slot]) in page
         assert reverse("participant_image", args=[token, 1, slot]) in page  # preloaded
-    assert f'hx-post="{reverse("participant_answer", args=[token])}"' in page
+    assert f'action="{reverse("participant_answer", args=[token])}"' in page
+    # study.js makes the next trials' image URLs from this one.
+    template = re.search(r'data-image-url="([^"]+)"', page)
+    assert template is not None
+    filled = template.group(1).replace("{position}", "7").replace("{slot}", "left")
+    assert filled == reverse("participant_image", args=[token, 7, "left"])
+    done = client.post(
+        reverse("participant_answer", args=[token]),
+        {"position": 0, "choice": "left"},
+        HTTP_ACCEPT="application/json",
+    )
+    assert done.json()["position"] == 1
 
 
 def test_bad_platform_ids_in_the_link_are_refused(png_factory: Any) -> None:
@@ -546,3 +572,56 @@ def test_the_study_form_starts_valid_when_the_run_has_no_relsim_method(
     reference = form.fields["reference_method"].initial
     assert reference == next(iter(run.methods))
     assert form.fields["baselines"].initial == [k for k in run.methods if k != reference]
+
+
+def test_the_script_is_told_why_an_answer_was_refused_and_nothing_is_stored(
+    png_factory: Any, settings: Any
+) -> None:
+    """Each refusal comes back as JSON for study.js to show, and the one statement that
+    stores an answer on PostgreSQL refuses what the checks in Python refuse."""
+    from django.core.cache import cache
+
+    cache.clear()
+    study = _study(png_factory, resume_hours=1)
+    client = Client()
+    token = _start(client, study)
+    url = reverse("participant_answer", args=[token])
+
+    def send(position: int, *, to: str = url) -> Any:
+        data = {"position": position, "choice": "left", "response_ms": 900}
+        return client.post(to, data, HTTP_ACCEPT="application/json")
+
+    ahead = send(2)
+    assert ahead.status_code == 400
+    assert "not the one on screen (that is trial 0)" in ahead.json()["text"]
+    unknown = send(0, to=reverse("participant_answer", args=["made-up"]))
+    assert unknown.status_code == 404 and unknown.json()["title"] == "This link is not valid"
+    unreadable = client.post(url, {"position": "x"}, HTTP_ACCEPT="application/json")
+    assert unreadable.status_code == 400 and "position" in unreadable.json()["text"]
+
+    Study.objects.filter(pk=study.pk).update(is_open=False)
+    closed = send(0)
+    assert closed.status_code == 404 and closed.json()["title"] == "This study is not open"
+    Study.objects.filter(pk=study.pk).update(is_open=True)
+
+    participant = Participant.objects.get(token=token)
+    Participant.objects.filter(pk=participant.pk).update(
+        started_at=participant.started_at - timedelta(hours=2)
+    )
+    expired = send(0)
+    assert expired.status_code == 410 and expired.json()["title"] == "This session has expired"
+    assert not Answer.objects.exists()
+
+    # Back within the hour: every answer goes in, the last one marks them finished, and a
+    # finished participant sending again is sent to the done page with nothing added.
+    Participant.objects.filter(pk=participant.pk).update(started_at=participant.started_at)
+    _answer_all(client, token, as_script=True)
+    participant.refresh_from_db()
+    assert participant.finished_at is not None
+    again = send(0)
+    assert again.json() == {"done": reverse("participant_done", args=[token])}
+    assert Answer.objects.filter(participant=participant).count() == participant.trial_count
+
+    settings.RELSIM_STUDY_ANSWER_BURST = 0
+    slow = send(0)
+    assert slow.status_code == 429 and slow.json()["title"] == "Slow down"
