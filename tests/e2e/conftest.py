@@ -86,16 +86,25 @@ def _fast_password_hashing(settings: Any) -> None:
 def open_page(
     browser: Browser, live_server: Any, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., Page]]:
-    """`open_page(username, viewport=...)`: a new browser context signed in as that user.
+    """`open_page(username, viewport=..., javascript=...)`: a new browser context signed in
+    as that user.
     Uncaught JavaScript errors on any of its pages fail the test."""
     from tests.e2e.support import LAPTOP, log_in
 
     contexts: list[BrowserContext] = []
     errors: list[str] = []
 
-    def open_(username: str | None = None, *, viewport: ViewportSize | None = None) -> Page:
+    def open_(
+        username: str | None = None,
+        *,
+        viewport: ViewportSize | None = None,
+        javascript: bool = True,
+    ) -> Page:
         context = browser.new_context(
-            base_url=live_server.url, viewport=viewport or LAPTOP, accept_downloads=True
+            base_url=live_server.url,
+            viewport=viewport or LAPTOP,
+            accept_downloads=True,
+            java_script_enabled=javascript,
         )
         contexts.append(context)
         context.set_default_timeout(TIMEOUT_MS)

@@ -146,3 +146,23 @@ def test_an_answer_lost_on_the_way_can_be_given_again(open_page: Any, png_factor
     assert page.evaluate("window.sameDocument === true")
     answers = Answer.objects.filter(participant=participant)
     assert list(answers.values_list("position", "choice")) == [(0, "right")]
+
+
+def test_a_browser_without_javascript_still_completes_the_study(
+    open_page: Any, png_factory: Any
+) -> None:
+    """The form posts and the server redirects to the next trial: every answer is stored,
+    without a response time the page could not measure."""
+    study = _open_study(png_factory, trials=2)
+    page = open_page(javascript=False)
+    page.goto(f"/study/{study.slug}/")
+    page.locator("#agree").click()
+    page.locator("#start").click()
+    participant = Participant.objects.get(study=study)
+    for number, button in enumerate(["#choose-left", "#choose-same", "#choose-right"], start=1):
+        expect(page.locator("#trial-number")).to_have_text(str(number))
+        page.locator(button).click()
+    expect(page.locator("#completion-code")).to_have_text("DONE42")
+    answers = Answer.objects.filter(participant=participant).order_by("position")
+    assert list(answers.values_list("choice", flat=True)) == ["left", "same", "right"]
+    assert set(answers.values_list("response_ms", flat=True)) == {None}
