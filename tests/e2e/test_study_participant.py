@@ -33,6 +33,13 @@ def _open_study(png_factory: Any, trials: int) -> Study:
     return study
 
 
+def _consent_and_start(page: Page, study: Study) -> Participant:
+    page.goto(f"/study/{study.slug}/")
+    page.locator("#agree").click()
+    page.locator("#start").click()
+    return Participant.objects.get(study=study)
+
+
 def _shown_trial(page: Page) -> int:
     return int(page.locator("#trial-number").inner_text())
 
@@ -123,10 +130,7 @@ def test_an_answer_lost_on_the_way_can_be_given_again(open_page: Any, png_factor
     stores the answer once; the reply then draws the next trial in place."""
     study = _open_study(png_factory, trials=2)
     page = open_page(viewport=PHONE)
-    page.goto(f"/study/{study.slug}/")
-    page.locator("#agree").click()
-    page.locator("#start").click()
-    participant = Participant.objects.get(study=study)
+    participant = _consent_and_start(page, study)
     _wait_for_trial(page, 1)
     first_query = page.locator('[data-trial-image="query"]').get_attribute("src")
     page.evaluate("window.sameDocument = true")
@@ -155,10 +159,7 @@ def test_a_browser_without_javascript_still_completes_the_study(
     without a response time the page could not measure."""
     study = _open_study(png_factory, trials=2)
     page = open_page(javascript=False)
-    page.goto(f"/study/{study.slug}/")
-    page.locator("#agree").click()
-    page.locator("#start").click()
-    participant = Participant.objects.get(study=study)
+    participant = _consent_and_start(page, study)
     for number, button in enumerate(["#choose-left", "#choose-same", "#choose-right"], start=1):
         expect(page.locator("#trial-number")).to_have_text(str(number))
         page.locator(button).click()

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from curation.models import Image
 from curation.services import group_add_images, group_create, image_store
-from evaluation.models import BenchmarkQuery, BenchmarkRun, Retrieval
+from evaluation.models import BenchmarkQuery, BenchmarkRun, Retrieval, Study
 
 METHODS = {
     "relsim:1": {"label": "relsim"},
@@ -52,3 +52,22 @@ def finished_benchmark(png_factory: Any, *, queries: int = 6, user: Any = None) 
     group = group_create(title="curated", user=user)
     group_add_images(group=group, images=images[:3], user=user)
     return run
+
+
+def open_study(png_factory: Any, **options: Any) -> Study:
+    """An open study over a finished benchmark: relsim against phash and clip-i."""
+    from evaluation.study_services import study_create
+
+    settings = {
+        "name": "s",
+        "benchmark": finished_benchmark(png_factory),
+        "reference_method": "relsim:1",
+        "baselines": ["phash", "clip-i"],
+        "trials_per_participant": 6,
+        "catch_per_participant": 1,
+        **options,
+    }
+    study = study_create(**settings).study
+    study.is_open = True
+    study.save()
+    return study

@@ -11,8 +11,8 @@ from django.test import Client
 from django.urls import reverse
 
 from evaluation.models import Answer, Participant
-from evaluation.study_services import participant_start, study_create
-from tests.evaluation.study_data import finished_benchmark
+from evaluation.study_services import participant_start
+from tests.evaluation.study_data import open_study
 
 pytestmark = [
     pytest.mark.django_db,
@@ -29,17 +29,7 @@ def _prepared() -> list[str]:
 
 
 def test_an_answer_is_one_prepared_statement(png_factory: Any) -> None:
-    run = finished_benchmark(png_factory)
-    study = study_create(
-        name="s",
-        benchmark=run,
-        reference_method="relsim:1",
-        baselines=["phash", "clip-i"],
-        trials_per_participant=3,
-        catch_per_participant=0,
-    ).study
-    study.is_open = True
-    study.save()
+    study = open_study(png_factory, trials_per_participant=3, catch_per_participant=0)
     token = participant_start(study=study, text=study.texts.get(), platform={}).participant.token
     before = _prepared()
     url = reverse("participant_answer", args=[token])
