@@ -110,6 +110,9 @@
     notice("");
     delete form.dataset.sent;
     form.classList.remove("answered");
+    // The button just pressed keeps no focus ring into the next trial, where it would look
+    // chosen already.
+    if (document.activeElement && form.contains(document.activeElement)) document.activeElement.blur();
     startTrial();
   }
 

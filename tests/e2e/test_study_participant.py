@@ -148,6 +148,8 @@ def test_an_answer_lost_on_the_way_can_be_given_again(open_page: Any, png_factor
     # The next trial's pictures, not the first one's, and the page was not reloaded.
     assert page.locator('[data-trial-image="query"]').get_attribute("src") != first_query
     assert page.evaluate("window.sameDocument === true")
+    # Nothing on the new trial looks chosen already.
+    assert page.evaluate("document.activeElement === document.body")
     answers = Answer.objects.filter(participant=participant)
     assert list(answers.values_list("position", "choice")) == [(0, "right")]
 
