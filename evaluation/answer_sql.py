@@ -195,6 +195,12 @@ class Stored(NamedTuple):
     finished: bool
 
 
+def session_expired(started_at: datetime, resume_hours: int, now: datetime) -> bool:
+    """Past the study's resume_hours since the participant started. The PostgreSQL answer
+    statement says the same in SQL (its `expired` column)."""
+    return now - started_at > timedelta(hours=resume_hours)
+
+
 def answer_may_be_taken(state: AnswerState, position: int) -> bool:
     """An answer is taken only for the first open trial of an open study, from a participant
     who has not finished and whose session has not expired. The PostgreSQL statement says
@@ -232,7 +238,7 @@ def _state_from_stored(row: Sequence[Any], now: datetime) -> AnswerState:
         trial_count,
         is_open,
         finished=finished_at is not None,
-        expired=now - started_at > timedelta(hours=hours),
+        expired=session_expired(started_at, hours, now),
         answered=_count_from_last(last),
     )
 

@@ -66,6 +66,9 @@ _NOT_OPEN = _Unavailable(
     "It has not started yet or has closed. If you came from Prolific, please return the "
     "study there.",
 )
+_EXPIRED = _Unavailable(
+    "This session has expired", "Please return the study on your platform.", 410
+)
 _NO_LINK = _Unavailable(
     "This link is not valid",
     "Check the link you were given. If you came from Prolific, please return the study there.",
@@ -256,12 +259,7 @@ def participant_trial(request: HttpRequest, token: str) -> HttpResponse:
     if participant.finished_at is not None:
         return redirect(_done_url(participant))
     if not participant_can_continue(participant):
-        return _message(
-            request,
-            "This session has expired",
-            "Please return the study on your platform.",
-            410,
-        )
+        raise _EXPIRED
     context = _trial_context(participant, participant_progress(participant, answered))
     if context is None:
         return redirect(_done_url(participant))
@@ -308,9 +306,7 @@ def _not_stored(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
 _REFUSED = {
     AnswerRefused.Reason.NO_LINK: _NO_LINK,
     AnswerRefused.Reason.NOT_OPEN: _NOT_OPEN,
-    AnswerRefused.Reason.EXPIRED: _Unavailable(
-        "This session has expired", "Please return the study.", 410
-    ),
+    AnswerRefused.Reason.EXPIRED: _EXPIRED,
 }
 
 

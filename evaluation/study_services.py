@@ -9,7 +9,6 @@ import math
 import random
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -18,7 +17,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from curation.models import GroupMember, Image
-from evaluation.answer_sql import Answering, answered_count, store_answer
+from evaluation.answer_sql import Answering, answered_count, session_expired, store_answer
 from evaluation.models import (
     ANSWER_CHOICES,
     Answer,
@@ -273,9 +272,8 @@ class Started:
 
 
 def _resumable(participant: Participant) -> bool:
-    age = timezone.now() - participant.started_at
-    return participant.finished_at is None and age <= timedelta(
-        hours=participant.study.resume_hours
+    return participant.finished_at is None and not session_expired(
+        participant.started_at, participant.study.resume_hours, timezone.now()
     )
 
 
