@@ -29,6 +29,7 @@ import os
 import platform
 import random
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -475,19 +476,27 @@ def _trivial(port: int, clients: int, requests: int) -> tuple[float, Tally]:
 
 
 def _reference(
-    port: int, clients: int, requests: int, method: str, url: str
+    port: int,
+    clients: int,
+    requests: int,
+    method: str,
+    url: str,
+    form: dict[str, str] | None = None,
 ) -> tuple[float, Tally]:
-    """Requests/s of one reference view with the same client and number of threads."""
+    """Requests/s of one reference view with the same client and number of threads. A
+    `form` is posted as an answer is: with a CSRF cookie and header, asking for JSON."""
     tally = Tally()
     begun: list[float] = []
     barrier = threading.Barrier(clients, action=lambda: begun.append(time.perf_counter()))
-    data: dict[str, str] | None = {} if method == "POST" else None
+    data: dict[str, str] | None = form if form is not None else {} if method == "POST" else None
 
     def one(_: int) -> float:
-        browser = Browser(port, tally)
+        # A secret of the form Django hands out, as a browser would hold it in its cookie.
+        cookies = {"csrftoken": secrets.token_hex(16)} if form is not None else None
+        browser = Browser(port, tally, cookies)
         barrier.wait()
         for _ in range(requests):
-            browser.request(url, method, url, data=data)
+            browser.request(url, method, url, data=data, wants_json=form is not None)
         browser.close()
         return time.perf_counter()
 
@@ -647,7 +656,18 @@ def main(argv: list[str] | None = None) -> int:
         insert_s, insert_tally = _reference(
             port, args.participants, trivial_requests, "POST", "/bench/insert-one/"
         )
-        print(f"One SELECT 1: {select_s:,.0f} req/s; one committed INSERT: {insert_s:,.0f} req/s")
+        bare_s, bare_tally = _reference(
+            port,
+            args.participants,
+            trivial_requests,
+            "POST",
+            "/bench/bare-answer/",
+            form={"position": "7", "choice": "left", "response_ms": "900", "viewport": "1280x800"},
+        )
+        print(
+            f"One SELECT 1: {select_s:,.0f} req/s; one committed INSERT: {insert_s:,.0f} req/s; "
+            f"a bare answer: {bare_s:,.0f} req/s"
+        )
         counts = _verify(args.database_url, study["study_id"], sent, args.answers)
     finally:
         if server is not None:
@@ -664,14 +684,13 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
 
     tally = flood.tally
+    references = (trivial_tally, after_tally, select_tally, insert_tally, bare_tally)
     accepted = tally.count(("answer", "answer (again)"), (200,))
     unique = args.participants * args.answers
     answers_s = accepted / wall
     trivial_s = statistics.mean([trivial_before, trivial_after])
     ratio = answers_s / trivial_s
-    server_errors = sum(
-        t.server_errors() for t in (tally, trivial_tally, after_tally, select_tally, insert_tally)
-    )
+    server_errors = sum(t.server_errors() for t in (tally, *references))
     logged_errors = server_log.count("Internal Server Error") + server_log.count("Traceback")
     transport = sum(tally.transport_errors.values())
     latencies = tally.latencies_ms.get("answer", [])
@@ -684,6 +703,7 @@ def main(argv: list[str] | None = None) -> int:
         and tally.wrong_next == 0
         and transport == 0
         and counts["participants_not_finished"] == 0,
+        "every reference request answered 200": not any(t.unexpected for t in references),
         f"answers/s >= {TARGET_RATIO:.0%} of the trivial view": ratio >= TARGET_RATIO,
         f"answers/s >= {TARGET_ANSWERS_S:.0f}": answers_s >= TARGET_ANSWERS_S,
     }
@@ -717,8 +737,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"References, same clients: a view running SELECT 1 {select_s:,.0f} req/s "
         f"({select_s / trivial_s:.2f} of the trivial view); a view committing one INSERT "
-        f"{insert_s:,.0f} req/s ({insert_s / trivial_s:.2f}). An answer reads the participant, "
-        "commits a row and says which trial is next, in one statement on PostgreSQL."
+        f"{insert_s:,.0f} req/s ({insert_s / trivial_s:.2f}); a bare answer (a CSRF-checked "
+        f"form post committing one row, replying JSON) {bare_s:,.0f} req/s "
+        f"({bare_s / trivial_s:.2f}). An answer also reads the participant and says which trial "
+        "is next, in the same statement on PostgreSQL; the flood also reloads trial pages."
     )
     print(
         f"Answer POST latency: p50 {_percentile(latencies, 0.5):.0f} ms, "
@@ -752,7 +774,11 @@ def main(argv: list[str] | None = None) -> int:
         "double_rate": args.double,
         "reload_rate": args.reload,
         "trivial_req_s": {"before": trivial_before, "after": trivial_after, "mean": trivial_s},
-        "reference_req_s": {"select_one": select_s, "insert_one": insert_s},
+        "reference_req_s": {
+            "select_one": select_s,
+            "insert_one": insert_s,
+            "bare_answer": bare_s,
+        },
         "answers_s": answers_s,
         "stored_answers_s": unique / wall,
         "accepted_answer_posts": accepted,
