@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,25 @@ TABLET: ViewportSize = {"width": 820, "height": 1180}
 PASSWORD = "a-long-test-password"
 
 __all__ = ["LAPTOP", "PASSWORD", "TABLET", "Page", "ViewportSize", "expect", "wait_for_images"]
+
+
+def job_in_thread(job_id: int) -> threading.Thread:
+    """Run a job's worker part beside the page, in a started thread of this process."""
+    from django.db import connection
+
+    from training.execution import execute_job
+
+    def work() -> None:
+        try:
+            execute_job(job_id, worker="e2e")
+        finally:
+            # The thread's own connection, left open, would keep the test database from
+            # being dropped at the end of the session.
+            connection.close()
+
+    thread = threading.Thread(target=work, name=f"e2e-job-{job_id}")
+    thread.start()
+    return thread
 
 
 def log_in(page: Page, username: str, password: str = PASSWORD) -> None:

@@ -12,11 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from curation.models import Image
 from evaluation.models import BenchmarkQuery, BenchmarkRun, JudgeRun, Retrieval
-from tests.e2e.support import Page, expect, wait_for_images
+from tests.e2e.support import Page, expect, job_in_thread, wait_for_images
 from tests.evaluation.judge_stand_in import (  # noqa: F401 (the stand_in fixture)
     COMPLETION_TOKENS,
     PROMPT_TOKENS,
@@ -100,16 +99,6 @@ def _fill_required(page: Page, server: StandIn) -> None:
     page.get_by_label("API key").fill(KEY)
 
 
-def _work(job_id: int) -> None:
-    """The worker's part, in a thread of this process."""
-    try:
-        execute_job(job_id, worker="e2e")
-    finally:
-        # An open connection left by the thread would keep the test database from being
-        # dropped at the end of the session.
-        connection.close()
-
-
 def _score(page: Page, row: str) -> tuple[str, float, float]:
     """The mean as shown, and its interval, from a row's score cell: "m.mm [l.ll, h.hh]"."""
     text = page.locator(f"#{row} [data-testid=score]").inner_text().strip()
@@ -178,8 +167,7 @@ def test_an_admin_judges_a_run_watches_it_progress_and_reads_the_papers_table(
 
     # The worker's part runs beside the page, which polls: held at the second batch, the
     # page shows how far the job got; let go, it reloads itself with the table.
-    worker = threading.Thread(target=_work, args=(judge.job.pk,))
-    worker.start()
+    worker = job_in_thread(judge.job.pk)
     try:
         expect(status).to_contain_text("running")
         expect(status).to_contain_text(f"{BATCH}/24 pairs asked")

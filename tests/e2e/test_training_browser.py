@@ -3,7 +3,6 @@ run trains (a real child process, the demo's tiny VLM), and cancels it."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,7 @@ from django.utils import timezone
 
 from captions.importers import dataset_import
 from ml import synthetic
-from tests.e2e.support import expect
-from training.execution import execute_job
+from tests.e2e.support import expect, job_in_thread
 from training.models import Job, JobMetric, TrainedModel, WorkerBeat
 
 pytestmark = pytest.mark.e2e
@@ -45,8 +43,7 @@ def test_an_admin_trains_relsim_watches_the_curve_and_cancels(
     expect(page.get_by_test_id("job-status")).to_have_text("pending")
 
     # The worker's part runs beside the page, which polls for the status and the curve.
-    worker = threading.Thread(target=execute_job, args=(job.pk,), kwargs={"worker": "e2e"})
-    worker.start()
+    worker = job_in_thread(job.pk)
     try:
         expect(page.get_by_test_id("job-status")).to_have_text("running", timeout=60_000)
         loss = page.locator('.curve-panel[data-metric="loss"]')
