@@ -6,6 +6,7 @@ from django import forms
 from django.conf import settings
 
 from captions.models import REJECT_COMMENT_MAX_CHARS
+from core.ids import parse_id
 
 
 class CaptionSaveForm(forms.Form):
@@ -35,8 +36,9 @@ class BulkApproveForm(forms.Form):
 
     def clean_captions(self) -> list[int]:
         raw = [p.strip() for p in self.cleaned_data["captions"].split(",") if p.strip()]
-        if not raw or not all(p.isdigit() for p in raw):
+        ids = [parse_id(p) for p in raw]
+        if not ids or None in ids:
             raise forms.ValidationError("Choose at least one caption.")
-        if len(raw) > 500:
+        if len(ids) > 500:
             raise forms.ValidationError("At most 500 captions at a time.")
-        return [int(p) for p in raw]
+        return [number for number in ids if number is not None]

@@ -25,6 +25,7 @@ from captions.models import REJECT_COMMENT_MAX_CHARS, Caption, CaptionRevision
 from captions.text import CaptionTextError
 from core.access import ANNOTATE, REVIEW, permission_required
 from core.http import AuthedRequest
+from core.ids import parse_id
 from core.splits import Split
 from curation.models import Group, Image
 
@@ -75,8 +76,8 @@ def lint(request: AuthedRequest) -> HttpResponse:
 def create_caption(request: AuthedRequest) -> HttpResponse:
     """The first draft of a group's or an image's caption."""
     form = CaptionSaveForm(request.POST)
-    group = Group.objects.filter(pk=request.POST.get("group") or 0).first()
-    image = Image.objects.filter(pk=request.POST.get("image") or 0).first()
+    group = Group.objects.filter(pk=parse_id(request.POST.get("group")) or 0).first()
+    image = Image.objects.filter(pk=parse_id(request.POST.get("image")) or 0).first()
     if not form.is_valid() or (group is None) == (image is None):
         return HttpResponseBadRequest("Send the text and exactly one of group or image.")
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest
 from django.utils.html import format_html
 
 from curation.models import Group, GroupMember, Image, ImportBatch, InterestLabel
@@ -31,6 +32,9 @@ class ImageAdmin(admin.ModelAdmin[Image]):
     list_select_related = ["batch"]
     date_hierarchy = "created_at"
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # Images come in through the import page, which checks and stores them.
+
     @admin.display(description="image")
     def preview(self, obj: Image) -> str:
         if not obj.thumbnail:
@@ -44,6 +48,9 @@ class ImportBatchAdmin(admin.ModelAdmin[ImportBatch]):
     list_filter = ["kind", "created_at"]
     search_fields = ["source"]
     readonly_fields = ["kind", "source", "report", "created_by", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # A batch is what an import wrote.
 
 
 @admin.register(InterestLabel)

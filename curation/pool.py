@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
+from core.ids import parse_id
 from curation.models import Group, GroupMember, Image, ImportBatch, InterestLabel
 
 LABEL_CHOICES = [
@@ -45,7 +46,7 @@ class PoolFilterForm(forms.Form):
         value: str = self.cleaned_data.get("group") or ""
         if value in ("", "none", "any"):
             return value
-        if not value.isdigit():
+        if parse_id(value) is None:
             raise forms.ValidationError("Choose a group, 'none' or 'any'.")
         return value
 

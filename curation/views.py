@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from core.access import ANNOTATE, permission_required, safe_next
 from core.http import AuthedRequest
+from core.ids import parse_id
 from core.roles import role_of
 from core.splits import Split
 from curation import labelling, selectors, services
@@ -131,7 +132,7 @@ def _last_label(request: AuthedRequest) -> InterestLabel | None:
 @permission_required(*ANNOTATE)
 def label_submit(request: AuthedRequest) -> HttpResponse:
     """y / n labels the leased image; s skips it (the lease is given up for someone else)."""
-    image = get_object_or_404(Image, pk=request.POST.get("image") or 0)
+    image = get_object_or_404(Image, pk=parse_id(request.POST.get("image")) or 0)
     answer = request.POST.get("answer")
     if answer not in ("yes", "no", "skip"):
         return HttpResponseBadRequest("answer must be yes, no or skip")

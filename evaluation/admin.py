@@ -18,6 +18,9 @@ class StudyAdmin(admin.ModelAdmin[Study]):
     search_fields = ["name"]
     readonly_fields = ["slug", "benchmark", "reference_method", "baselines", "created_by"]
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # A study is built from a benchmark run on its own page.
+
 
 @admin.register(Participant)
 class ParticipantAdmin(admin.ModelAdmin[Participant]):
@@ -37,6 +40,9 @@ class ParticipantAdmin(admin.ModelAdmin[Participant]):
     ]
     actions = ["delete_data"]
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # Participants arrive through their study's link.
+
     @admin.action(description="Delete the selected participants' data (on their request)")
     def delete_data(self, request: HttpRequest, queryset: QuerySet[Participant]) -> None:
         chosen = list(queryset)
@@ -53,6 +59,9 @@ class AnswerAdmin(admin.ModelAdmin[Answer]):
     list_display = ["id", "participant", "trial", "choice", "preferred", "response_ms"]
     list_filter = ["choice"]
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # Answers come only from participants.
+
     def has_change_permission(self, request: HttpRequest, obj: Answer | None = None) -> bool:
         return False  # an answer is what a person said: never edited afterwards
 
@@ -62,8 +71,14 @@ class BenchmarkRunAdmin(admin.ModelAdmin[BenchmarkRun]):
     list_display = ["id", "name", "created_at", "finished_at"]
     readonly_fields = ["job", "params", "methods", "metrics", "database", "finished_at"]
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # A benchmark run is a job's result.
+
 
 @admin.register(JudgeRun)
 class JudgeRunAdmin(admin.ModelAdmin[JudgeRun]):
     list_display = ["id", "benchmark", "model_name", "created_at"]
     readonly_fields = ["benchmark", "job", "endpoint", "model_name", "methods", "summary"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # A judge run is a job's result.

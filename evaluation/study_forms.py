@@ -9,6 +9,7 @@ from typing import Any
 
 from django import forms
 
+from core.ids import parse_id
 from evaluation.models import ANSWER_CHOICES, BenchmarkRun
 from evaluation.study_services import (
     DEFAULT_ANSWERS_PER_BASELINE,
@@ -88,9 +89,9 @@ class StudyForm(forms.Form):
     def __init__(self, *args: Any, run: BenchmarkRun | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if run is None and self.is_bound:
-            wanted = str(self.data.get("benchmark", ""))
-            if wanted.isdigit():
-                run = BenchmarkRun.objects.filter(pk=int(wanted), finished_at__isnull=False).first()
+            wanted = parse_id(self.data.get("benchmark", ""))
+            if wanted is not None:
+                run = BenchmarkRun.objects.filter(pk=wanted, finished_at__isnull=False).first()
         choices = _method_choices(run)
         for name in ("reference_method", "baselines"):
             field = self.fields[name]

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from core.access import EVALUATE, permission_required, safe_next
 from core.http import AuthedRequest
+from core.ids import parse_id
 from evaluation.models import BenchmarkRun, Participant, Study, Trial
 from evaluation.participant_views import SLOTS, image_response, slot_image, study_link
 from evaluation.study_forms import StudyForm, StudyTextForm
@@ -48,15 +49,15 @@ def evaluation_home(request: AuthedRequest) -> HttpResponse:
 @permission_required(*EVALUATE)
 def study_new(request: AuthedRequest) -> HttpResponse:
     finished = BenchmarkRun.objects.filter(finished_at__isnull=False)
-    wanted = request.GET.get("benchmark", "")
+    wanted = parse_id(request.GET.get("benchmark", ""))
     # The run asked for, else the newest finished one.
-    run = finished.filter(pk=int(wanted)).first() if wanted.isdigit() else finished.first()
+    run = finished.filter(pk=wanted).first() if wanted is not None else finished.first()
     if request.method == "GET":
         form = StudyForm(run=run, initial={"name": f"A/B study on {run.name}" if run else ""})
         return render(request, "evaluation/study_new.html", {"form": form, "run": run})
     form = StudyForm(request.POST)
-    posted = str(request.POST.get("benchmark", ""))
-    run = finished.filter(pk=int(posted)).first() if posted.isdigit() else None
+    posted = parse_id(request.POST.get("benchmark", ""))
+    run = finished.filter(pk=posted).first() if posted is not None else None
     if form.is_valid():
         data = form.cleaned_data
         try:
@@ -196,7 +197,7 @@ def study_preview(request: AuthedRequest, study_id: int) -> HttpResponse:
         messages.error(request, "This study has no trials.")
         return redirect("study_detail", study_id=study.pk)
     raw = request.GET.get("n", "0")
-    n = min(max(int(raw), 0), len(trials) - 1) if raw.isdigit() else 0
+    n = min(int(raw), len(trials) - 1) if raw.isascii() and raw.isdigit() else 0
     trial = trials[n]
     images = {
         slot: reverse(

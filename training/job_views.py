@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET
 
 from core.access import EXPORT, permission_required
 from core.http import AuthedRequest
+from core.ids import parse_id
 from training.models import EmbeddingIndex, Job, JobMetric, TrainedModel
 
 PAGE_SIZE = 50
@@ -447,9 +448,10 @@ def job_compare(request: AuthedRequest) -> HttpResponse:
     template = "training/job_compare.html"
     picked = request.GET.getlist("job")
     if picked and "a" not in request.GET and "b" not in request.GET:
-        if len(picked) == 2 and all(p.isdigit() and len(p) < 11 for p in picked):
+        checked = [number for number in map(parse_id, picked) if number is not None]
+        if len(picked) == 2 and len(checked) == 2:
             # The older run first: it is usually the baseline the newer one is read against.
-            first, second = sorted(int(p) for p in picked)
+            first, second = sorted(checked)
             return redirect(f"{reverse('job_compare')}?a={first}&b={second}")
         message = f"Check exactly two jobs to compare ({len(picked)} checked)."
         return render(request, template, {"form": CompareForm(), "message": message}, status=400)

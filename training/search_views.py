@@ -19,6 +19,7 @@ from django.views.decorators.http import require_http_methods
 
 from core.access import ANNOTATE, permission_required
 from core.http import AuthedRequest
+from core.ids import parse_id
 from core.uploads import upload_refusal
 from curation.intake import ImageRejected, normalise_image
 from curation.models import Image
@@ -224,13 +225,7 @@ def _error(message: str, status: int = 400, **extra: Any) -> JsonResponse:
 
 
 def _image_id(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int) and value > 0:
-        return value
-    if isinstance(value, str) and value.isdigit() and int(value) > 0:
-        return int(value)
-    return None
+    return parse_id(value)
 
 
 def _pairs_from_get(request: AuthedRequest) -> list[tuple[int, int]] | JsonResponse:
