@@ -96,6 +96,16 @@ def admin_user_role(make_user: Any) -> Any:
 
 
 @pytest.fixture
+def admin_client(admin_user_role: Any) -> Any:
+    """A client signed in as the admin role (pytest-django's own is a superuser)."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(admin_user_role)
+    return client
+
+
+@pytest.fixture
 def png_factory() -> Iterator[Any]:
     """Distinct small RGB PNGs on demand (bytes)."""
     import io

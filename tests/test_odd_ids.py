@@ -30,13 +30,6 @@ def test_an_id_is_ascii_digits_a_key_can_hold() -> None:
         assert parse_id(value) is None, value
 
 
-@pytest.fixture
-def boss(admin_user_role: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user_role)
-    return client
-
-
 def _handled(status: int) -> bool:
     """Answered: a page, a redirect with a message, or a refusal in words."""
     return status < 500
@@ -44,7 +37,7 @@ def _handled(status: int) -> bool:
 
 @pytest.mark.parametrize("odd", ODD)
 def test_odd_ids_in_curation_and_review_forms_are_refused(
-    boss: Client, admin_user_role: Any, odd: str
+    admin_client: Client, admin_user_role: Any, odd: str
 ) -> None:
     group = Group.objects.create(title="g", created_by=admin_user_role)
     posts: list[tuple[str, dict[str, str]]] = [
@@ -58,13 +51,13 @@ def test_odd_ids_in_curation_and_review_forms_are_refused(
         (reverse("study_new"), {"benchmark": odd, "name": "s"}),
     ]
     for url, data in posts:
-        response = boss.post(url, data)
+        response = admin_client.post(url, data)
         assert _handled(response.status_code), (url, data, response.status_code)
     assert not group.members.exists()
 
 
 @pytest.mark.parametrize("odd", ODD)
-def test_odd_ids_in_query_strings_are_refused(boss: Client, odd: str) -> None:
+def test_odd_ids_in_query_strings_are_refused(admin_client: Client, odd: str) -> None:
     gets = [
         f"{reverse('pool')}?group={odd}",
         f"{reverse('study_new')}?benchmark={odd}",
@@ -73,13 +66,13 @@ def test_odd_ids_in_query_strings_are_refused(boss: Client, odd: str) -> None:
         f"{reverse('relsim_score_api')}?a={odd}&b=1",
     ]
     for url in gets:
-        response = boss.get(url)
+        response = admin_client.get(url)
         assert _handled(response.status_code), (url, response.status_code)
 
 
-def test_a_path_id_past_64_bits_names_nothing(boss: Client) -> None:
+def test_a_path_id_past_64_bits_names_nothing(admin_client: Client) -> None:
     for url in (f"/groups/{HUGE}/", f"/images/{HUGE}/", f"/captions/{HUGE}/"):
-        assert boss.get(url).status_code == 404, url
+        assert admin_client.get(url).status_code == 404, url
 
 
 def _admin_urls() -> list[tuple[str, str]]:
@@ -88,12 +81,12 @@ def _admin_urls() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("app", "model"), _admin_urls())
 def test_every_admin_add_page_refuses_an_empty_or_odd_form(
-    boss: Client, app: str, model: str
+    admin_client: Client, app: str, model: str
 ) -> None:
     """Rows the app creates (images, participants, answers, runs) cannot be added by hand;
     where the admin may add, a form of odd values comes back with errors."""
     url = reverse(f"admin:{app}_{model}_add")
-    page = boss.get(url)
+    page = admin_client.get(url)
     assert page.status_code in (200, 403), (url, page.status_code)
     if page.status_code == 403:
         return
@@ -104,19 +97,21 @@ def test_every_admin_add_page_refuses_an_empty_or_odd_form(
         "_addanother",
     }
     for data in [{}, *(dict.fromkeys(names, odd) for odd in (HUGE, "abc", "0", "1"))]:
-        response = boss.post(url, data)
+        response = admin_client.post(url, data)
         assert _handled(response.status_code), (url, data, response.status_code)
 
 
 def test_the_admin_refuses_group_ids_past_64_bits_for_a_user(
-    boss: Client, admin_user_role: Any
+    admin_client: Client, admin_user_role: Any
 ) -> None:
     other = User.objects.create_user(username="other", password="a-long-test-password")
     url = reverse("admin:auth_user_change", args=[other.pk])
-    response = boss.post(url, {"username": "other", "groups": HUGE, "date_joined_0": "2026-01-01"})
+    response = admin_client.post(
+        url, {"username": "other", "groups": HUGE, "date_joined_0": "2026-01-01"}
+    )
     assert _handled(response.status_code)
     group = AuthGroup.objects.create(name="g")
-    response = boss.post(
+    response = admin_client.post(
         reverse("admin:auth_group_change", args=[group.pk]), {"name": "g", "permissions": HUGE}
     )
     assert _handled(response.status_code)

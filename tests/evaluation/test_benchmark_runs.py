@@ -325,13 +325,6 @@ def test_a_cancel_stops_the_run_between_steps(pool: Pool) -> None:
 # --- the form and the pages ---------------------------------------------------------------
 
 
-@pytest.fixture
-def admin_client(admin_user_role: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user_role)
-    return client
-
-
 def _post(client: Client, **fields: Any) -> Any:
     data = {
         "name": "from the form",

@@ -49,13 +49,6 @@ def benchmark(pool: Pool, stand_in: StandIn) -> BenchmarkRun:  # noqa: F811
     return run
 
 
-@pytest.fixture
-def admin_client(admin_user_role: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user_role)
-    return client
-
-
 def start(client: Client, benchmark: BenchmarkRun, stand_in: StandIn, **fields: Any) -> JudgeRun:
     data = {
         "endpoint": stand_in.url,

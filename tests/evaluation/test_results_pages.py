@@ -98,13 +98,6 @@ def _lost(study: Study) -> Trial:
     return study.trials.filter(kind="ab").earliest("id")
 
 
-@pytest.fixture
-def admin_client(admin_user_role: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user_role)
-    return client
-
-
 def _body(response: Any) -> bytes:
     """All of a streamed response's content."""
     return b"".join(response.streaming_content)

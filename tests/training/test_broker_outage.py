@@ -65,13 +65,6 @@ def _purge() -> None:
                 conn.default_channel.queue_purge(queue)
 
 
-@pytest.fixture
-def admin_client(admin_user_role: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user_role)
-    return client
-
-
 def test_an_export_started_while_the_broker_is_down_fails_with_the_reason_not_a_500(
     admin_client: Client,
 ) -> None:
