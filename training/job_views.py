@@ -453,7 +453,11 @@ def job_compare(request: AuthedRequest) -> HttpResponse:
             # The older run first: it is usually the baseline the newer one is read against.
             first, second = sorted(checked)
             return redirect(f"{reverse('job_compare')}?a={first}&b={second}")
-        message = f"Check exactly two jobs to compare ({len(picked)} checked)."
+        message = (
+            f"Check exactly two jobs to compare ({len(picked)} checked)."
+            if len(picked) != 2
+            else "Jobs are named by their numbers: check two jobs in the list."
+        )
         return render(request, template, {"form": CompareForm(), "message": message}, status=400)
     if "a" not in request.GET and "b" not in request.GET:
         return render(request, template, {"form": CompareForm()})

@@ -282,6 +282,9 @@ def test_two_runs_checked_on_the_jobs_list_open_the_comparison(admin_client: Cli
     one = admin_client.get(reverse("job_compare"), {"job": [a.pk]})
     assert one.status_code == 400
     assert "Check exactly two jobs to compare (1 checked)." in one.content.decode()
+    odd = admin_client.get(reverse("job_compare"), {"job": [a.pk, "²"]})
+    assert odd.status_code == 400
+    assert "Jobs are named by their numbers" in odd.content.decode()
 
 
 def test_the_comparison_without_jobs_offers_a_form_to_pick_them(admin_client: Client) -> None:
