@@ -6,7 +6,7 @@ from django import forms
 from django.conf import settings
 
 from captions.models import REJECT_COMMENT_MAX_CHARS
-from core.ids import parse_id
+from core.ids import parse_ids
 
 
 class CaptionSaveForm(forms.Form):
@@ -36,9 +36,9 @@ class BulkApproveForm(forms.Form):
 
     def clean_captions(self) -> list[int]:
         raw = [p.strip() for p in self.cleaned_data["captions"].split(",") if p.strip()]
-        ids = [parse_id(p) for p in raw]
-        if not ids or None in ids:
+        ids = parse_ids(raw)
+        if not ids:
             raise forms.ValidationError("Choose at least one caption.")
         if len(ids) > 500:
             raise forms.ValidationError("At most 500 captions at a time.")
-        return [number for number in ids if number is not None]
+        return ids

@@ -22,3 +22,9 @@ def parse_id(value: object) -> int | None:
         return None
     number = int(value)
     return number if 0 < number <= MAX_ID else None
+
+
+def parse_ids(values: list[str]) -> list[int] | None:
+    """Every value as an id, or None when any of them names none."""
+    ids = [parse_id(value) for value in values]
+    return None if None in ids else [number for number in ids if number is not None]

@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.http import QueryDict
 
-from core.ids import parse_id
+from core.ids import parse_ids
 from core.splits import Split
 from curation.models import Group
 
@@ -38,10 +38,10 @@ def _int_list(raw: str, what: str) -> list[int]:
         raise forms.ValidationError(f"Give at least one {what}.")
     if len(values) > MAX_IDS:
         raise forms.ValidationError(f"At most {MAX_IDS} {what}s at a time.")
-    ids = [parse_id(value) for value in values]
-    if None in ids:
+    ids = parse_ids(values)
+    if ids is None:
         raise forms.ValidationError(f"{what.capitalize()}s are whole numbers separated by commas.")
-    return [number for number in ids if number is not None]
+    return ids
 
 
 class ImageIdsForm(forms.Form):

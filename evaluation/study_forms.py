@@ -149,6 +149,9 @@ _VIEWPORT = re.compile(r"\d{1,5}x\d{1,5}")
 def _whole_number(text: str, low: int, high: int) -> int:
     if not (text.isascii() and text.isdigit()):
         raise ValueError("enter a whole number")
+    # Longer than the highest allowed cannot be in range; int() also refuses very long text.
+    if len(text.lstrip("0")) > len(str(high)):
+        raise ValueError(f"must be from {low} to {high}")
     value = int(text)
     if not low <= value <= high:
         raise ValueError(f"must be from {low} to {high}")

@@ -196,8 +196,8 @@ def study_preview(request: AuthedRequest, study_id: int) -> HttpResponse:
     if not trials:
         messages.error(request, "This study has no trials.")
         return redirect("study_detail", study_id=study.pk)
-    raw = request.GET.get("n", "0")
-    n = min(int(raw), len(trials) - 1) if raw.isascii() and raw.isdigit() else 0
+    # Trials count from 0; parse_id bounds the number before it is read (0 gives None).
+    n = min(parse_id(request.GET.get("n", "")) or 0, len(trials) - 1)
     trial = trials[n]
     images = {
         slot: reverse(

@@ -11,16 +11,19 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Group as AuthGroup
 from django.contrib.auth.models import User
+from django.http import QueryDict
 from django.test import Client
 from django.urls import reverse
 
-from core.ids import MAX_ID, parse_id
+from core.ids import MAX_ID, parse_id, parse_ids
 from curation.models import Group
+from evaluation.study_forms import AnswerInvalid, read_answer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
 
 HUGE = "99999999999999999999"
-ODD = [HUGE, str(MAX_ID + 1), "abc", "²", "0", "-1", "1.5", "<script>x</script>"]
+# Past 4,300 digits int() itself refuses the text.
+ODD = [HUGE, str(MAX_ID + 1), "9" * 5000, "abc", "²", "0", "-1", "1.5", "<script>x</script>"]
 
 
 def test_an_id_is_ascii_digits_a_key_can_hold() -> None:
@@ -28,6 +31,13 @@ def test_an_id_is_ascii_digits_a_key_can_hold() -> None:
     assert parse_id(str(MAX_ID)) == MAX_ID
     for value in [*ODD, "", " 4", "٤", "4" * 400, None, True, 1.0, MAX_ID + 1, -3]:
         assert parse_id(value) is None, value
+    assert parse_ids(["3", "1"]) == [3, 1]
+    assert parse_ids(["3", HUGE]) is None
+
+
+def test_an_answer_with_a_very_long_number_is_told_the_range() -> None:
+    with pytest.raises(AnswerInvalid, match="must be from 0 to 100000"):
+        read_answer(QueryDict(f"position={'9' * 5000}&choice=left"))
 
 
 def _handled(status: int) -> bool:

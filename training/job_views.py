@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET
 
 from core.access import EXPORT, permission_required
 from core.http import AuthedRequest
-from core.ids import parse_id
+from core.ids import parse_ids
 from training.models import EmbeddingIndex, Job, JobMetric, TrainedModel
 
 PAGE_SIZE = 50
@@ -448,8 +448,8 @@ def job_compare(request: AuthedRequest) -> HttpResponse:
     template = "training/job_compare.html"
     picked = request.GET.getlist("job")
     if picked and "a" not in request.GET and "b" not in request.GET:
-        checked = [number for number in map(parse_id, picked) if number is not None]
-        if len(picked) == 2 and len(checked) == 2:
+        checked = parse_ids(picked)
+        if checked is not None and len(checked) == 2:
             # The older run first: it is usually the baseline the newer one is read against.
             first, second = sorted(checked)
             return redirect(f"{reverse('job_compare')}?a={first}&b={second}")

@@ -224,12 +224,8 @@ def _error(message: str, status: int = 400, **extra: Any) -> JsonResponse:
     return JsonResponse({"error": message, **extra}, status=status)
 
 
-def _image_id(value: Any) -> int | None:
-    return parse_id(value)
-
-
 def _pairs_from_get(request: AuthedRequest) -> list[tuple[int, int]] | JsonResponse:
-    a, b = _image_id(request.GET.get("a")), _image_id(request.GET.get("b"))
+    a, b = parse_id(request.GET.get("a")), parse_id(request.GET.get("b"))
     if a is None or b is None:
         return _error('Give two pool image ids: ?a=ID&b=ID (or POST {"pairs": [[a, b], ...]}).')
     return [(a, b)]
@@ -247,7 +243,7 @@ def _pairs_from_post(request: AuthedRequest) -> list[tuple[int, int]] | JsonResp
         return _error(f"At most {MAX_PAIRS} pairs at a time; this request has {len(pairs)}.")
     out = []
     for number, pair in enumerate(pairs):
-        ids = [_image_id(v) for v in pair] if isinstance(pair, list) and len(pair) == 2 else []
+        ids = [parse_id(v) for v in pair] if isinstance(pair, list) and len(pair) == 2 else []
         if len(ids) != 2 or ids[0] is None or ids[1] is None:
             return _error(f"pairs[{number}] must be two positive image ids, like [12, 34].")
         out.append((ids[0], ids[1]))
